@@ -1,0 +1,152 @@
+"""The backend's key issuer as a state machine: requests in, deliveries and denials out.
+
+1. ``on_request`` (guest -> backend): decode, check the policy, issue a key and return the
+   lock's delivery; keep the guest's delivery pending.
+2. ``on_key_ack`` (lock -> backend): when the lock proves it holds the key, release the guest's
+   delivery -- so a guest never advertises before the lock can check its token.
+3. ``expire``: a lock that does not answer within ``ack_timeout_s`` yields a signed denial
+   ("lock unreachable") for the guest instead of silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartlock import crypto
+from smartlock.core.errors import Reason, Rejected
+from smartlock.core.issuance import (
+    DEFAULT_CLOCK_SKEW_S,
+    DEFAULT_KEY_TTL_S,
+    RandomBytes,
+    SessionKey,
+    issue_session_key,
+    key_ack_is_valid,
+    make_denial,
+)
+from smartlock.core.messages import KeyAck, SessionRequest
+from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RecentIds
+
+LOCK_UNREACHABLE = "lock_unreachable"
+
+
+@dataclass(frozen=True)
+class KeyDirectory:
+    """The public keys the backend encrypts to, by lock id and by guest id."""
+
+    locks: dict[str, crypto.PublicKey]
+    guests: dict[str, crypto.PublicKey]
+
+
+@dataclass(frozen=True)
+class DeliverToLock:
+    lock_id: str
+    payload: bytes
+    key: SessionKey
+
+
+@dataclass(frozen=True)
+class DeliverToGuest:
+    guest_id: str
+    payload: bytes
+    key: SessionKey
+
+
+@dataclass(frozen=True)
+class DenyGuest:
+    guest_id: str
+    payload: bytes
+    reason: str
+
+
+@dataclass
+class _Pending:
+    key: SessionKey
+    guest_payload: bytes
+    request_id: bytes
+    deadline: float
+
+
+class KeyIssuer:
+    def __init__(
+        self,
+        *,
+        backend_key: crypto.PrivateKey,
+        directory: KeyDirectory,
+        policy: AccessPolicy,
+        random_bytes: RandomBytes,
+        ttl_s: int = DEFAULT_KEY_TTL_S,
+        ack_timeout_s: float = 5.0,
+        clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
+    ) -> None:
+        self._backend_key = backend_key
+        self._directory = directory
+        self.policy = policy
+        self._random_bytes = random_bytes
+        self._ttl_s = ttl_s
+        self._ack_timeout_s = ack_timeout_s
+        self._clock_skew_s = clock_skew_s
+        self._pending: dict[bytes, _Pending] = {}
+        self._request_ids = RecentIds(window_s=MAX_REQUEST_AGE_S + clock_skew_s)
+
+    def on_request(self, guest_id: str, payload: bytes, now: float) -> DeliverToLock | DenyGuest:
+        """Answer one request; raises :class:`Rejected` when there is no one to answer."""
+        request = SessionRequest.from_bytes(payload)
+        if self._request_ids.seen_before(guest_id.encode() + b"/" + request.request_id, now):
+            raise Rejected(Reason.REPLAY, f"request from {guest_id} already answered")
+        try:
+            self.policy.check_session_request(guest_id, request, now, self._clock_skew_s)
+        except Rejected as refusal:
+            if refusal.reason is Reason.UNKNOWN_GUEST:
+                raise  # no key to sign an answer to; nobody to tell
+            return self._deny(guest_id, request.request_id, refusal.reason.value, now)
+        issuance = issue_session_key(
+            request=request,
+            guest_id=guest_id,
+            now=now,
+            ttl_s=self._ttl_s,
+            backend_key=self._backend_key,
+            lock_public=self._directory.locks[request.lock_id],
+            guest_public=self._directory.guests[guest_id],
+            random_bytes=self._random_bytes,
+        )
+        self._pending[issuance.key.key_id] = _Pending(
+            issuance.key,
+            bytes(issuance.guest_delivery),
+            request.request_id,
+            now + self._ack_timeout_s,
+        )
+        return DeliverToLock(request.lock_id, bytes(issuance.lock_delivery), issuance.key)
+
+    def on_key_ack(self, lock_id: str, payload: bytes) -> DeliverToGuest:
+        ack = KeyAck.from_bytes(payload)
+        pending = self._pending.get(ack.key_id)
+        if pending is None:
+            raise Rejected(Reason.UNKNOWN_KEY, f"acknowledgement of unknown key {ack.key_id[:4].hex()}")
+        if pending.key.header.lock_id != lock_id or not key_ack_is_valid(ack, pending.key):
+            raise Rejected(Reason.BAD_MAC, f"acknowledgement of key {pending.key.handle} from {lock_id}")
+        del self._pending[ack.key_id]
+        return DeliverToGuest(pending.key.header.guest_id, pending.guest_payload, pending.key)
+
+    def expire(self, now: float) -> list[DenyGuest]:
+        """Denials for every issuance whose lock did not acknowledge in time."""
+        late = [key_id for key_id, p in self._pending.items() if now >= p.deadline]
+        denials = []
+        for key_id in late:
+            pending = self._pending.pop(key_id)
+            denials.append(
+                self._deny(pending.key.header.guest_id, pending.request_id, LOCK_UNREACHABLE, now)
+            )
+        return denials
+
+    def next_deadline(self) -> float | None:
+        return min((p.deadline for p in self._pending.values()), default=None)
+
+    def _deny(self, guest_id: str, request_id: bytes, reason: str, now: float) -> DenyGuest:
+        denial = make_denial(
+            request_id=request_id,
+            guest_id=guest_id,
+            reason=reason,
+            now=now,
+            backend_key=self._backend_key,
+        )
+        return DenyGuest(guest_id, bytes(denial), reason)

@@ -1,0 +1,182 @@
+"""The lock's verifier: a small state machine over key deliveries and advertisements.
+
+It holds the session keys the backend delivered to this lock, the highest token counter it has
+accepted under each, and the ids of the deliveries it has seen.  Its state is a snapshot
+(:meth:`LockVerifier.snapshot`) that the lock agent writes to disk *before* it drives the bolt,
+so neither a replayed delivery nor a replayed advertisement is accepted after a restart.
+
+Rules (README, "Security model"):
+
+* a delivery is verified (signature, lock id, validity) by :func:`open_lock_delivery` and then
+  refused if its key id was already seen -- a replayed delivery;
+* a token is refused unless its tag verifies under an installed key for *this* lock, the key is
+  unexpired, and its counter is higher than every counter accepted under that key;
+* the same advertisement seen again within ``duplicate_window_s`` (a guest advertises each token
+  many times a second) is ignored silently rather than counted as an attack; seen again after a
+  pause, or after a restart, it is a ``replay``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from smartlock import crypto
+from smartlock.core.errors import Reason, Rejected
+from smartlock.core.issuance import DEFAULT_CLOCK_SKEW_S, SessionKey, open_lock_delivery
+from smartlock.core.messages import Action, IssuanceHeader
+from smartlock.core.token import KEY_HANDLE_BYTES, TokenFrame, token_is_valid, token_payload
+
+SNAPSHOT_VERSION = 1
+KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unknown key"
+RECENT_FRAMES_MAX = 1024
+
+
+@dataclass(frozen=True)
+class KeyInstalled:
+    key: SessionKey
+
+
+@dataclass(frozen=True)
+class AccessGranted:
+    key: SessionKey
+    counter: int
+    action: Action
+
+
+class LockVerifier:
+    def __init__(
+        self,
+        *,
+        lock_id: str,
+        backend_public: crypto.PublicKey,
+        lock_key: crypto.PrivateKey,
+        clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
+        duplicate_window_s: float = 3.0,
+    ) -> None:
+        self.lock_id = lock_id
+        self._backend_public = backend_public
+        self._lock_key = lock_key
+        self._clock_skew_s = clock_skew_s
+        self._duplicate_window_s = duplicate_window_s
+        self._keys: dict[bytes, SessionKey] = {}
+        self._last_counter: dict[bytes, int] = {}
+        self._seen_deliveries: dict[bytes, int] = {}  # key id -> expires_at
+        self._recent_frames: OrderedDict[bytes, float] = OrderedDict()
+
+    # --- key deliveries --------------------------------------------------------------------
+
+    def accept_delivery(self, payload: bytes, now: float) -> KeyInstalled:
+        key = open_lock_delivery(
+            payload,
+            lock_id=self.lock_id,
+            backend_public=self._backend_public,
+            lock_key=self._lock_key,
+            now=now,
+            clock_skew_s=self._clock_skew_s,
+        )
+        if key.key_id in self._seen_deliveries or key.key_id in self._keys:
+            raise Rejected(Reason.REPLAY, f"key delivery {key.handle} already seen")
+        self.prune(now)
+        self._keys[key.key_id] = key
+        self._last_counter[key.key_id] = 0
+        self._seen_deliveries[key.key_id] = key.header.expires_at
+        return KeyInstalled(key)
+
+    # --- advertisements ----------------------------------------------------------------------
+
+    def check_advertisement(self, data: bytes, now: float) -> AccessGranted | None:
+        """Decide on one advertising report.
+
+        Returns None for an advertisement that carries no smartlock token or repeats one seen
+        within the duplicate window; raises :class:`Rejected` for a refused token.
+        """
+        payload = token_payload(data)
+        if payload is None or self._is_recent_duplicate(payload, now):
+            return None
+        frame = TokenFrame.from_bytes(payload)
+        key = self._key_for(frame)
+        if now >= key.header.expires_at:
+            raise Rejected(Reason.EXPIRED, f"token under expired key {key.handle}")
+        if frame.counter <= self._last_counter[key.key_id]:
+            raise Rejected(Reason.REPLAY, f"token {frame.counter} under key {key.handle} already used")
+        self._last_counter[key.key_id] = frame.counter
+        return AccessGranted(key, frame.counter, frame.action)
+
+    def _key_for(self, frame: TokenFrame) -> SessionKey:
+        candidates = [k for k in self._keys.values() if k.key_id[:KEY_HANDLE_BYTES] == frame.key_handle]
+        if not candidates:
+            raise Rejected(Reason.UNKNOWN_KEY, f"no key {frame.key_handle.hex()} at this lock")
+        for key in candidates:
+            if token_is_valid(frame, key, self.lock_id):
+                return key
+        raise Rejected(Reason.BAD_MAC, f"token tag does not verify under key {frame.key_handle.hex()}")
+
+    def _is_recent_duplicate(self, payload: bytes, now: float) -> bool:
+        last_seen = self._recent_frames.pop(payload, None)
+        self._recent_frames[payload] = now
+        while len(self._recent_frames) > RECENT_FRAMES_MAX:
+            self._recent_frames.popitem(last=False)
+        return last_seen is not None and now - last_seen <= self._duplicate_window_s
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def prune(self, now: float) -> None:
+        """Forget keys long expired and delivery ids whose deliveries can no longer verify."""
+        for key_id, key in list(self._keys.items()):
+            if now >= key.header.expires_at + KEEP_EXPIRED_KEYS_S:
+                del self._keys[key_id]
+                del self._last_counter[key_id]
+        for key_id, expires_at in list(self._seen_deliveries.items()):
+            if now >= expires_at and key_id not in self._keys:
+                del self._seen_deliveries[key_id]
+
+    def active_keys(self, now: float) -> list[SessionKey]:
+        return [k for k in self._keys.values() if now < k.header.expires_at]
+
+    def snapshot(self) -> bytes:
+        """The durable state (keys, counters, seen deliveries) as JSON bytes; it holds secrets."""
+        return json.dumps(
+            {
+                "version": SNAPSHOT_VERSION,
+                "lock_id": self.lock_id,
+                "keys": [
+                    {
+                        "key_id": key.key_id.hex(),
+                        "issued_at": key.header.issued_at,
+                        "expires_at": key.header.expires_at,
+                        "lock_id": key.header.lock_id,
+                        "guest_id": key.header.guest_id,
+                        "secret": key.secret.hex(),
+                        "last_counter": self._last_counter[key.key_id],
+                    }
+                    for key in self._keys.values()
+                ],
+                "seen_deliveries": {k.hex(): v for k, v in self._seen_deliveries.items()},
+            },
+            sort_keys=True,
+        ).encode()
+
+    def restore(self, snapshot: bytes) -> None:
+        """Load a :meth:`snapshot`; a snapshot of another lock or version is a local error."""
+        try:
+            state = json.loads(snapshot)
+            if state["version"] != SNAPSHOT_VERSION or state["lock_id"] != self.lock_id:
+                raise ValueError("snapshot of another lock or version")
+            keys = {}
+            counters = {}
+            for item in state["keys"]:
+                header = IssuanceHeader(
+                    bytes.fromhex(item["key_id"]),
+                    int(item["issued_at"]),
+                    int(item["expires_at"]),
+                    item["lock_id"],
+                    item["guest_id"],
+                )
+                keys[header.key_id] = SessionKey(header, bytes.fromhex(item["secret"]))
+                counters[header.key_id] = int(item["last_counter"])
+            seen = {bytes.fromhex(k): int(v) for k, v in state["seen_deliveries"].items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable lock state: {type(exc).__name__}") from None
+        self._keys, self._last_counter, self._seen_deliveries = keys, counters, seen

@@ -1,0 +1,247 @@
+"""The recipe layer: the only module in smartlock that names cryptographic algorithms.
+
+Callers get recipes ("encrypt this session key for that lock", "sign this issuance"), never an
+algorithm parameter.  The choices, as the README's security model states them:
+
+* key pairs: RSA-2048, public exponent 65537;
+* key transport: RSA-OAEP with SHA-256 (MGF1-SHA-256), no label;
+* signatures: RSA-PSS with SHA-256, MGF1-SHA-256, salt length = digest length (32 bytes);
+* BLE tokens and acknowledgements: HMAC-SHA-256 truncated to 16 bytes, compared with
+  :func:`hmac.compare_digest`, every input prefixed by a domain-separation label;
+* site PKI: an ECDSA P-256 CA and broker certificate, SHA-256, made with ``cryptography.x509``.
+
+Every failure of a primitive surfaces as :class:`CryptoError` with no detail, as Fernet does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+RSA_KEY_BITS = 2048
+SESSION_KEY_BYTES = 32
+MAC_BYTES = 16
+DIGEST_BYTES = 32
+
+PrivateKey = rsa.RSAPrivateKey
+PublicKey = rsa.RSAPublicKey
+
+
+class CryptoError(Exception):
+    """A primitive failed (bad ciphertext, bad key file); deliberately without detail."""
+
+
+def random_bytes(size: int) -> bytes:
+    """Bytes from the operating system's CSPRNG (``secrets``); adapters pass this to the core."""
+    return secrets.token_bytes(size)
+
+
+# --- key pairs -----------------------------------------------------------------------------
+
+
+def generate_private_key() -> PrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+
+
+def private_key_to_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_to_pem(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_private_key(pem: bytes) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise CryptoError("not a PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < RSA_KEY_BITS:
+        raise CryptoError(f"not an RSA private key of at least {RSA_KEY_BITS} bits")
+    return key
+
+
+def load_public_key(pem: bytes) -> PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise CryptoError("not a PEM public key") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < RSA_KEY_BITS:
+        raise CryptoError(f"not an RSA public key of at least {RSA_KEY_BITS} bits")
+    return key
+
+
+def public_key_fingerprint(key: PublicKey) -> str:
+    """Short SHA-256 fingerprint of a public key, for logs and ``smartlock init`` output."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+# --- key transport and signatures ------------------------------------------------------------
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+
+
+def encrypt_for(recipient: PublicKey, plaintext: bytes) -> bytes:
+    """RSA-OAEP(SHA-256) encryption of a short secret (a session key) to ``recipient``."""
+    return recipient.encrypt(plaintext, _OAEP)
+
+
+def decrypt_with(key: PrivateKey, ciphertext: bytes) -> bytes:
+    try:
+        return key.decrypt(ciphertext, _OAEP)
+    except ValueError:
+        raise CryptoError("decryption failed") from None
+
+
+def sign(key: PrivateKey, message: bytes) -> bytes:
+    """RSA-PSS(SHA-256) signature over ``message``."""
+    return key.sign(message, _PSS, hashes.SHA256())
+
+
+def signature_is_valid(key: PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message, _PSS, hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def signature_size(key: PublicKey | PrivateKey) -> int:
+    return (key.key_size + 7) // 8
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256."""
+    return hashlib.sha256(data).digest()
+
+
+# --- symmetric MACs ----------------------------------------------------------------------------
+
+
+def mac(key: bytes, label: bytes, message: bytes) -> bytes:
+    """HMAC-SHA-256 over ``label || 0x00 || message``, truncated to 16 bytes.
+
+    ``label`` separates the domains (BLE token, key acknowledgement, access acknowledgement) so a
+    MAC made for one purpose is never valid for another.
+    """
+    if len(key) != SESSION_KEY_BYTES:
+        raise CryptoError("session keys are 32 bytes")
+    return hmac.new(key, label + b"\x00" + message, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def mac_is_valid(key: bytes, label: bytes, message: bytes, tag: bytes) -> bool:
+    """Constant-time check of a :func:`mac` tag."""
+    return hmac.compare_digest(mac(key, label, message), tag)
+
+
+# --- site PKI (TLS for the broker) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertifiedKey:
+    """A PEM private key and its PEM certificate."""
+
+    key_pem: bytes
+    cert_pem: bytes
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smartlock site"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ec_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_certificate_authority(site_name: str, *, now: dt.datetime, days: int = 3650) -> CertifiedKey:
+    """A self-signed CA for one site; it signs only the broker's certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(f"smartlock CA {site_name}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey(_ec_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def make_server_certificate(
+    ca: CertifiedKey, hostnames: list[str], *, now: dt.datetime, days: int = 825
+) -> CertifiedKey:
+    """The broker's TLS certificate for ``hostnames`` (DNS names or IP addresses)."""
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise CryptoError("the site CA key is not an EC key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hostnames[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return CertifiedKey(_ec_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
