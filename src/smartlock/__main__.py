@@ -1,0 +1,3 @@
+from smartlock.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Thin IO adapters around the core: MQTT, BLE radio, actuator, durable files."""

@@ -1,0 +1,113 @@
+"""The one module that knows aiomqtt: an ``async with`` MQTT v5 connection over the site's TLS.
+
+Every smartlock client connects the same way: TLS 1.2+ to the site broker, the site CA pinned
+and the host name checked, its own username and password, TCP_NODELAY on (aiomqtt has no
+option for it; it sets socket options on paho's socket after connecting), QoS 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiomqtt
+
+from smartlock.broker import client_tls_context
+from smartlock.core.errors import SmartlockError
+from smartlock.site import Credentials, Site
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(SmartlockError):
+    """The broker refused us or could not be reached; the message says which, without secrets."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+
+
+def _describe(exc: aiomqtt.MqttError) -> str:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return "the broker's certificate is not signed by the site CA (or names another host)"
+    if "Not authorized" in text or "Bad user name or password" in text:
+        return "the broker refused the credentials (not authorized)"
+    return text
+
+
+class MqttConnection:
+    def __init__(
+        self,
+        site: Site,
+        credentials: Credentials,
+        *,
+        persistent: bool = False,
+        port: int | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Connect as ``credentials`` to the site broker.
+
+        ``persistent`` keeps the session (subscriptions and queued QoS 1 messages) on the
+        broker while the client is away; the client id is then the username.
+        """
+        self._site = site
+        self._credentials = credentials
+        self.port = port or site.broker_port
+        self._client = aiomqtt.Client(
+            site.broker_host,
+            self.port,
+            username=credentials.username,
+            password=credentials.password,
+            identifier=credentials.username if persistent else None,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False if persistent else True,  # noqa: SIM211 - paho takes an enum-like int
+            tls_context=client_tls_context(site),
+            timeout=timeout_s,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            logger=logging.getLogger("smartlock.mqtt.paho"),
+        )
+
+    async def __aenter__(self) -> MqttConnection:
+        try:
+            await self._client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            where = f"{self._site.broker_host}:{self.port}"
+            raise BrokerUnavailable(
+                f"cannot connect to the broker at {where} as {self._credentials.username}: "
+                f"{_describe(exc)}"
+            ) from None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._client.__aexit__(exc_type, exc, tb)
+        except aiomqtt.MqttError:
+            logger.debug("disconnect from an already lost connection")
+
+    async def subscribe(self, topic: str) -> None:
+        await self._client.subscribe(topic, qos=1)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        await self._client.publish(topic, payload, qos=1, retain=retain)
+
+    async def messages(self) -> AsyncIterator[Incoming]:
+        """Incoming messages; a lost connection ends the iteration with :class:`BrokerUnavailable`."""
+        try:
+            async for message in self._client.messages:
+                payload = message.payload
+                if not isinstance(payload, bytes | bytearray):
+                    payload = b"" if payload is None else str(payload).encode()
+                yield Incoming(str(message.topic), bytes(payload))
+        except aiomqtt.MqttError as exc:
+            raise BrokerUnavailable(f"lost the broker: {_describe(exc)}") from None

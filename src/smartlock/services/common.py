@@ -1,0 +1,83 @@
+"""What every service shares: counted, logged rejections and the reconnect policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+
+from smartlock.adapters.mqtt import BrokerUnavailable
+from smartlock.core.errors import Rejected
+
+FATAL_BROKER_ERRORS = ("not authorized", "not signed by the site CA")
+
+
+class Rejections:
+    """Counts every refused input by reason and logs it once, with the reason and the count."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.counts: Counter[str] = Counter()
+        self._logger = logger
+
+    def record(self, what: str, rejected: Rejected, source: str = "") -> None:
+        self.counts[rejected.reason.value] += 1
+        origin = f" from {source}" if source else ""
+        self._logger.warning(
+            "Rejected %s%s: %s (%s rejections so far: %d)",
+            what,
+            origin,
+            rejected,
+            rejected.reason.value,
+            self.counts[rejected.reason.value],
+        )
+
+
+class Outbox:
+    """Messages waiting for the broker: kept in order across reconnects until published."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, bytes]] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, topic: str, payload: bytes) -> None:
+        self._items.append((topic, payload))
+        self._ready.set()
+
+    async def drain(self, publish: Callable[[str, bytes], Awaitable[None]]) -> None:
+        """Publish forever; an item is removed only after its publish succeeded."""
+        while True:
+            await self._ready.wait()
+            while self._items:
+                topic, payload = self._items[0]
+                await publish(topic, payload)
+                self._items.popleft()
+            self._ready.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+async def reconnecting(
+    session: Callable[[], Awaitable[None]], logger: logging.Logger, *, max_backoff_s: float = 10.0
+) -> None:
+    """Run ``session`` again whenever the broker is lost, with exponential backoff.
+
+    Credentials or certificates the broker refuses are a configuration error: they are raised
+    at once instead of being retried forever.
+    """
+    backoff = 0.2
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            await session()
+            return
+        except BrokerUnavailable as exc:
+            if any(marker in str(exc) for marker in FATAL_BROKER_ERRORS):
+                raise
+            if loop.time() - started > max_backoff_s:
+                backoff = 0.2  # it was connected for a while: start again from a short wait
+            logger.warning("%s; retrying in %.1f s", exc, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)

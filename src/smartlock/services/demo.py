@@ -1,0 +1,122 @@
+"""``smartlock demo``: the whole system on a temporary site, each part its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from smartlock.adapters.processes import Child, ChildFailed
+from smartlock.broker import free_port
+from smartlock.core.errors import SmartlockError
+from smartlock.site import Site, provision_site
+
+LOCK_ID = "lock_01"
+GUEST_ID = "guest_01"
+COLORS = {"broker": "magenta", "radio": "blue", "backend": "cyan", "lock": "green", "guest": "yellow"}
+REPEAT_EVERY_S = 10.0
+
+
+class Demo:
+    def __init__(self, site: Site, console: Console, verbose: bool) -> None:
+        self.site = site
+        self.console = console
+        self.verbose = verbose
+        self.children: list[Child] = []
+
+    def show(self, name: str, line: str) -> None:
+        color = COLORS.get(name, "white")
+        self.console.print(f"[{color}]{name:>7}[/] | {escape(line)}", soft_wrap=True, highlight=False)
+
+    async def start(self, name: str, *args: str, ready: list[str]) -> Child:
+        flags = ["--verbose"] if self.verbose else []
+        child = Child.smartlock(name, *args, "--site", str(self.site.root), *flags, on_line=self.show)
+        self.children.append(child)
+        await child.start()
+        for pattern in ready:
+            await child.wait_for(pattern, timeout_s=30)
+        return child
+
+    async def open_door(self) -> dict[str, object]:
+        guest = Child.smartlock(
+            "guest", "guest", "unlock", LOCK_ID, "--id", GUEST_ID, "--site", str(self.site.root), "--json",
+            on_line=self.show,
+        )
+        await guest.start()
+        code = await guest.wait(timeout_s=60)
+        if code != 0 or not guest.stdout_lines:
+            raise ChildFailed(f"the guest failed (exit code {code})")
+        result: dict[str, object] = json.loads(guest.stdout_lines[-1])
+        return result
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            await child.stop()
+
+
+async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
+    console = Console(highlight=False)
+    root = Path(tempfile.mkdtemp(prefix="smartlock-demo-"))
+    started = time.perf_counter()
+    console.print(f"[bold]smartlock demo[/]: provisioning a site in {root}")
+    site = provision_site(
+        root,
+        locks=[LOCK_ID],
+        guests=[GUEST_ID],
+        grants=[(GUEST_ID, LOCK_ID)],
+        broker_host="127.0.0.1",
+        broker_port=free_port(),
+    )
+    console.print(
+        f"Site ready in {time.perf_counter() - started:.1f} s: CA, broker certificate, RSA keys for "
+        f"backend, {LOCK_ID} and {GUEST_ID}, hashed broker passwords, ACL"
+    )
+    demo = Demo(site, console, verbose)
+    summary: dict[str, object] = {"unlocked": False, "lock_id": LOCK_ID, "guest_id": GUEST_ID}
+    try:
+        await demo.start("broker", "broker", ready=[r"Broker listening"])
+        await demo.start("radio", "radio-hub", ready=[r"Radio hub ready"])
+        await demo.start("backend", "backend", ready=[r"Backend listening for session requests"])
+        lock = await demo.start(
+            "lock", "lock", "--id", LOCK_ID,
+            ready=[r"Subscribed to locks/lock_01/session", r"Scanning for BLE advertisements"],
+        )
+        while True:
+            mark = len(lock.lines)
+            result = await demo.open_door()
+            unlocked = await lock.wait_for(rf"UNLOCKED {LOCK_ID} for {GUEST_ID}", after=mark, timeout_s=5)
+            delivery = await lock.wait_for(r"Received session key .*\((\d+) bytes\)", after=mark, timeout_s=5)
+            wire = dict(result["wire_bytes"])  # type: ignore[call-overload]
+            summary = {
+                "unlocked": bool(unlocked),
+                "lock_id": LOCK_ID,
+                "guest_id": GUEST_ID,
+                "timings_ms": result["timings_ms"],
+                "wire_bytes": {
+                    "session_request": wire["session_request"],
+                    "lock_delivery": int(delivery.group(1)),
+                    "guest_delivery": wire["guest_delivery"],
+                    "advertisement": wire["advertisement"],
+                },
+            }
+            if once:
+                break
+            console.print(f"[bold green]Door opened.[/] Again in {REPEAT_EVERY_S:.0f} s; Ctrl-C to stop.")
+            await asyncio.sleep(REPEAT_EVERY_S)
+    except (ChildFailed, SmartlockError) as exc:
+        console.print(f"[bold red]demo failed:[/] {escape(str(exc))}")
+        return 1
+    finally:
+        await demo.stop()
+        if keep:
+            console.print(f"Site kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(summary), flush=True)
+    return 0

@@ -1,0 +1,180 @@
+"""The guest app: ask the backend for a key, then advertise fresh tokens until the lock acts.
+
+The guest stops when the lock's access event comes back with an ``ack_tag`` that verifies under
+its session key (proof that the lock itself acted), or when ``timeout_s`` runs out.  Without an
+answer it advertises a new token (the next counter) every ``token_refresh_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from smartlock import crypto
+from smartlock.adapters.mqtt import Incoming, MqttConnection
+from smartlock.adapters.radio import open_radio
+from smartlock.core.access import access_ack_is_valid
+from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError
+from smartlock.core.issuance import SessionKey, open_denial, open_guest_delivery
+from smartlock.core.messages import ID_BYTES, AccessEvent, Action, MessageType, SessionRequest, message_type_of
+from smartlock.core.token import advertising_data, make_token
+from smartlock.services.common import Rejections
+from smartlock.site import BACKEND_USER, Site
+
+logger = logging.getLogger("smartlock.guest")
+
+DEFAULT_ADVERTISING_INTERVAL_MS = 20.0
+
+
+class UnlockFailed(SmartlockError):
+    """The guest could not open the door; the message says why."""
+
+
+@dataclass
+class UnlockResult:
+    lock_id: str
+    guest_id: str
+    action: Action
+    key_request_ms: float = 0.0
+    ble_ms: float = 0.0
+    total_ms: float = 0.0
+    tokens_advertised: int = 0
+    wire_bytes: dict[str, int] = field(default_factory=dict)
+    advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS
+
+
+class GuestApp:
+    def __init__(
+        self,
+        site: Site,
+        guest_id: str,
+        *,
+        radio: str | None = None,
+        advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS,
+        token_refresh_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if guest_id not in site.guests:
+            raise ConfigError(f"no guest {guest_id!r} in site {site.root} (guests: {', '.join(site.guests)})")
+        self.site = site
+        self.guest_id = guest_id
+        self.radio_transport = radio or site.virtual_radio(guest_id)
+        self._interval_ms = advertising_interval_ms
+        self._token_refresh_s = token_refresh_s
+        self._clock = clock
+        self._key = site.private_key(guest_id)
+        self._backend_public = site.public_key(BACKEND_USER)
+        self.rejections = Rejections(logger)
+
+    @property
+    def session_topic(self) -> str:
+        return f"guests/{self.guest_id}/session"
+
+    @property
+    def events_topic(self) -> str:
+        return f"guests/{self.guest_id}/events"
+
+    async def open_door(self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0) -> UnlockResult:
+        if lock_id not in self.site.locks:
+            raise ConfigError(f"no lock {lock_id!r} in site {self.site.root} (locks: {', '.join(self.site.locks)})")
+        result = UnlockResult(lock_id, self.guest_id, action, advertising_interval_ms=self._interval_ms)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with MqttConnection(self.site, self.site.credentials(self.guest_id)) as mqtt:
+                    await mqtt.subscribe(self.session_topic)
+                    await mqtt.subscribe(self.events_topic)
+                    messages = mqtt.messages()
+                    key = await self._request_key(mqtt, messages, lock_id, result)
+                    result.key_request_ms = (time.perf_counter() - started) * 1000
+                    ble_started = time.perf_counter()
+                    await self._advertise_until_acknowledged(messages, key, action, result)
+                    result.ble_ms = (time.perf_counter() - ble_started) * 1000
+        except TimeoutError:
+            raise UnlockFailed(f"{lock_id} did not open within {timeout_s:.0f} s") from None
+        result.total_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    async def _request_key(self, mqtt: MqttConnection, messages: AsyncIterator[Incoming], lock_id: str, result: UnlockResult) -> SessionKey:
+        request = SessionRequest(crypto.random_bytes(ID_BYTES), int(self._clock()), lock_id)
+        payload = bytes(request)
+        await mqtt.publish(f"backend/session_requests/{self.guest_id}", payload)
+        result.wire_bytes["session_request"] = len(payload)
+        logger.info("Requested session key for %s (%d bytes)", lock_id, len(payload))
+        async for message in messages:
+            if message.topic != self.session_topic:
+                continue
+            try:
+                if message_type_of(message.payload) is MessageType.SESSION_DENIED:
+                    denial = open_denial(
+                        message.payload,
+                        guest_id=self.guest_id,
+                        request_id=request.request_id,
+                        backend_public=self._backend_public,
+                    )
+                    raise UnlockFailed(f"the backend refused a key for {lock_id}: {denial.reason}")
+                key = open_guest_delivery(
+                    message.payload,
+                    guest_id=self.guest_id,
+                    request_id=request.request_id,
+                    backend_public=self._backend_public,
+                    guest_key=self._key,
+                    now=self._clock(),
+                )
+            except Rejected as rejected:
+                self.rejections.record("key delivery", rejected, message.topic)
+                continue
+            result.wire_bytes["guest_delivery"] = len(message.payload)
+            logger.info(
+                "Received session key %s for %s, valid %d s (%d bytes)",
+                key.handle,
+                lock_id,
+                key.header.expires_at - int(self._clock()),
+                len(message.payload),
+            )
+            return key
+        raise UnlockFailed("the broker connection ended before a key arrived")
+
+    async def _advertise_until_acknowledged(self, messages: AsyncIterator[Incoming], key: SessionKey, action: Action, result: UnlockResult) -> None:
+        async with open_radio(self.radio_transport, name=self.guest_id) as radio:
+            counter = 0
+
+            async def advertise_fresh_tokens() -> None:
+                nonlocal counter
+                while True:
+                    counter += 1
+                    data = advertising_data(make_token(key, counter, action))
+                    await radio.advertise(data, interval_ms=self._interval_ms)
+                    result.tokens_advertised = counter
+                    result.wire_bytes["advertisement"] = len(data)
+                    logger.info("Advertising with token #%d under key %s (%d bytes)", counter, key.handle, len(data))
+                    await asyncio.sleep(self._token_refresh_s)
+
+            advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
+            try:
+                async for message in messages:
+                    if message.topic != self.events_topic:
+                        continue
+                    if self._confirms(message.payload, key):
+                        logger.info("Lock %s confirmed: %s", key.header.lock_id, "UNLOCKED" if action is Action.UNLOCK else "LOCKED")
+                        return
+                raise UnlockFailed("the broker connection ended before the lock answered")
+            finally:
+                advertiser.cancel()
+                await asyncio.gather(advertiser, return_exceptions=True)
+                await radio.stop_advertising()
+
+    def _confirms(self, payload: bytes, key: SessionKey) -> bool:
+        try:
+            event = AccessEvent.from_bytes(payload)
+        except Rejected as rejected:
+            self.rejections.record("access event", rejected, self.events_topic)
+            return False
+        if not access_ack_is_valid(event, key):
+            if event.key_id == key.key_id:
+                self.rejections.record("access event", Rejected(Reason.BAD_MAC, "ack tag does not verify"), self.events_topic)
+            return False
+        return True
