@@ -132,7 +132,9 @@ def mosquitto_passwd_binary() -> str:
         "/usr/bin/mosquitto_passwd" if Path("/usr/bin/mosquitto_passwd").exists() else None
     )
     if not found:
-        raise ConfigError("mosquitto_passwd not found: install Mosquitto (apt-get install mosquitto)")
+        raise ConfigError(
+            "mosquitto_passwd not found: install Mosquitto (apt-get install mosquitto)"
+        )
     return found
 
 
@@ -140,7 +142,9 @@ def mosquitto_binary() -> str:
     for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if candidate and Path(candidate).exists():
             return candidate
-    raise ConfigError("mosquitto not found: install it ('make demo' does, or apt-get install mosquitto)")
+    raise ConfigError(
+        "mosquitto not found: install it ('make demo' does, or apt-get install mosquitto)"
+    )
 
 
 def write_password_file(site: Site, passwords: dict[str, str]) -> None:
@@ -161,7 +165,10 @@ def write_password_file(site: Site, passwords: dict[str, str]) -> None:
     except subprocess.CalledProcessError as exc:
         path.unlink(missing_ok=True)
         raise ConfigError(f"mosquitto_passwd failed with exit code {exc.returncode}") from None
-    if any(":" not in line or not line.split(":", 1)[1].startswith("$") for line in path.read_text().splitlines()):
+    if any(
+        ":" not in line or not line.split(":", 1)[1].startswith("$")
+        for line in path.read_text().splitlines()
+    ):
         path.unlink(missing_ok=True)
         raise ConfigError("mosquitto_passwd left an unhashed password; refusing to continue")
 
@@ -230,7 +237,9 @@ class BrokerProcess:
     says.  Its log lines go to ``log_line`` (default: our stderr).  Leaving the block stops it.
     """
 
-    def __init__(self, site: Site, *, port: int | None = None, ready_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, site: Site, *, port: int | None = None, ready_timeout_s: float = 15.0
+    ) -> None:
         self.site = site
         self.port = port or site.broker_port
         self._ready_timeout_s = ready_timeout_s
@@ -280,7 +289,9 @@ class BrokerProcess:
             writer.close()
             await writer.wait_closed()
             return
-        raise ConfigError(f"mosquitto did not open port {self.port} within {self._ready_timeout_s} s")
+        raise ConfigError(
+            f"mosquitto did not open port {self.port} within {self._ready_timeout_s} s"
+        )
 
     async def stop(self) -> None:
         if self.process and self.process.returncode is None:

@@ -26,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-guest_app = typer.Typer(help="The guest's app: get a session key and open a lock over BLE.", no_args_is_help=True)
+guest_app = typer.Typer(
+    help="The guest's app: get a session key and open a lock over BLE.", no_args_is_help=True
+)
 app.add_typer(guest_app, name="guest")
 
 SiteOption = Annotated[
@@ -105,17 +107,32 @@ def load_site(path: Path) -> Any:
 
 @app.command()
 def init(
-    site_dir: Annotated[Path, typer.Argument(help="Directory to create the site in (must be empty or absent).")],
-    lock: Annotated[list[str] | None, typer.Option("--lock", help="A lock id (repeatable).")] = None,
-    guest: Annotated[list[str] | None, typer.Option("--guest", help="A guest id (repeatable).")] = None,
+    site_dir: Annotated[
+        Path, typer.Argument(help="Directory to create the site in (must be empty or absent).")
+    ],
+    lock: Annotated[
+        list[str] | None, typer.Option("--lock", help="A lock id (repeatable).")
+    ] = None,
+    guest: Annotated[
+        list[str] | None, typer.Option("--guest", help="A guest id (repeatable).")
+    ] = None,
     grant: Annotated[
         list[str] | None,
-        typer.Option("--grant", help="GUEST:LOCK pair allowed to get keys (repeatable; default: every guest on every lock)."),
+        typer.Option(
+            "--grant",
+            help="GUEST:LOCK pair allowed to get keys (repeatable; default: all on all).",
+        ),
     ] = None,
-    host: Annotated[str, typer.Option(help="Host name or IP the broker listens on and is verified as.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Host name or IP the broker listens on and is verified as.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Broker TLS port (0: pick a free one).")] = 0,
-    key_ttl: Annotated[int, typer.Option(help="Session key lifetime in seconds.")] = DEFAULT_KEY_TTL_S,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing site in SITE_DIR.")] = False,
+    key_ttl: Annotated[
+        int, typer.Option(help="Session key lifetime in seconds.")
+    ] = DEFAULT_KEY_TTL_S,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing site in SITE_DIR.")
+    ] = False,
 ) -> None:
     """Provision a site: CA and broker certificate, RSA key pairs, hashed broker passwords, ACL."""
     from smartlock.broker import free_port
@@ -176,7 +193,10 @@ def broker(site: SiteOption = DEFAULT_SITE, verbose: VerboseOption = False) -> N
 @app.command("radio-hub")
 def radio_hub(
     site: SiteOption = DEFAULT_SITE,
-    extra: Annotated[list[str] | None, typer.Option("--extra", help="An extra controller name (repeatable), e.g. for a sniffer.")] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option("--extra", help="An extra controller name (repeatable), e.g. for a sniffer."),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the virtual BLE radio: one controller per lock and guest, on unix sockets in the site."""
@@ -194,9 +214,13 @@ def radio_hub(
 
     async def serve() -> None:
         ready = asyncio.Event()
-        hub = asyncio.create_task(serve_radio_hub({n: loaded.radio_socket(n) for n in names}, ready))
+        hub = asyncio.create_task(
+            serve_radio_hub({n: loaded.radio_socket(n) for n in names}, ready)
+        )
         await ready.wait()
-        log.info("Radio hub ready: %s", ", ".join(f"{n}=unix:{loaded.radio_socket(n)}" for n in names))
+        log.info(
+            "Radio hub ready: %s", ", ".join(f"{n}=unix:{loaded.radio_socket(n)}" for n in names)
+        )
         await hub
 
     run(serve())
@@ -220,8 +244,16 @@ def backend(site: SiteOption = DEFAULT_SITE, verbose: VerboseOption = False) -> 
 def lock_command(
     lock_id: Annotated[str, typer.Option("--id", help="Which lock of the site this is.")],
     site: SiteOption = DEFAULT_SITE,
-    radio: Annotated[str | None, typer.Option(help="BLE transport: usb:0, hci-socket:0, serial:..., unix:... (default: the site's virtual radio hub).")] = None,
-    actuator: Annotated[str, typer.Option(help="'log' or 'gpio:PIN' (a relay through gpiozero).")] = "log",
+    radio: Annotated[
+        str | None,
+        typer.Option(
+            help="BLE transport: usb:0, hci-socket:0, serial:..., unix:... "
+            "(default: the site's virtual radio hub)."
+        ),
+    ] = None,
+    actuator: Annotated[
+        str, typer.Option(help="'log' or 'gpio:PIN' (a relay through gpiozero).")
+    ] = "log",
     relock_after: Annotated[float, typer.Option(help="Seconds before the bolt locks again.")] = 5.0,
     verbose: VerboseOption = False,
 ) -> None:
@@ -239,14 +271,24 @@ def lock_command(
     run(agent.run())
 
 
-def _open(lock_id: str, guest_id: str | None, site: Path, radio: str | None, timeout: float, as_json: bool, action: Action) -> None:
+def _open(
+    lock_id: str,
+    guest_id: str | None,
+    site: Path,
+    radio: str | None,
+    timeout: float,
+    as_json: bool,
+    action: Action,
+) -> None:
     from smartlock.services.guest_app import GuestApp
 
     setup_logging()
     loaded = load_site(site)
     if guest_id is None:
         if len(loaded.guests) != 1:
-            raise fail(f"this site has several guests ({', '.join(loaded.guests)}): pick one with --id")
+            raise fail(
+                f"this site has several guests ({', '.join(loaded.guests)}): pick one with --id"
+            )
         guest_id = loaded.guests[0]
     try:
         guest = GuestApp(loaded, guest_id, radio=radio)
@@ -274,10 +316,17 @@ def _open(lock_id: str, guest_id: str | None, site: Path, radio: str | None, tim
         )
 
 
-GuestIdOption = Annotated[str | None, typer.Option("--id", help="Which guest of the site you are (default: the only one).")]
-RadioOption = Annotated[str | None, typer.Option(help="BLE transport (default: the site's virtual radio hub).")]
+GuestIdOption = Annotated[
+    str | None,
+    typer.Option("--id", help="Which guest of the site you are (default: the only one)."),
+]
+RadioOption = Annotated[
+    str | None, typer.Option(help="BLE transport (default: the site's virtual radio hub).")
+]
 TimeoutOption = Annotated[float, typer.Option(help="Give up after this many seconds.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print timings and sizes as JSON on stdout.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print timings and sizes as JSON on stdout.")
+]
 
 
 @guest_app.command("unlock")
@@ -308,8 +357,15 @@ def guest_lock(
 
 @app.command()
 def demo(
-    once: Annotated[bool, typer.Option("--once", help="Exit after one unlock; print a JSON summary as the last line.")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary site directory afterwards.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Exit after one unlock; print a JSON summary as the last line."
+        ),
+    ] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary site directory afterwards.")
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Everything in one command on a temporary site: broker, radio hub, backend, lock, guest."""

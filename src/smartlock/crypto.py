@@ -89,7 +89,9 @@ def load_public_key(pem: bytes) -> PublicKey:
 
 def public_key_fingerprint(key: PublicKey) -> str:
     """Short SHA-256 fingerprint of a public key, for logs and ``smartlock init`` output."""
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(der).hexdigest()[:16]
 
 
@@ -180,7 +182,9 @@ def _ec_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_certificate_authority(site_name: str, *, now: dt.datetime, days: int = 3650) -> CertifiedKey:
+def make_certificate_authority(
+    site_name: str, *, now: dt.datetime, days: int = 3650
+) -> CertifiedKey:
     """A self-signed CA for one site; it signs only the broker's certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(f"smartlock CA {site_name}")

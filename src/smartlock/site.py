@@ -80,7 +80,9 @@ class Site:
         raise ConfigError(f"no lock or guest {identity!r} in site {self.root}")
 
     def private_key_path(self, identity: str) -> Path:
-        role = "backend" if identity == BACKEND_USER else "lock" if identity in self.locks else "guest"
+        role = (
+            "backend" if identity == BACKEND_USER else "lock" if identity in self.locks else "guest"
+        )
         return self.identity_dir(identity) / f"{role}.key"
 
     def public_key_path(self, identity: str) -> Path:

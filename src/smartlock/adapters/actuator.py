@@ -53,7 +53,9 @@ class LoggingActuator:
 class GpioRelayActuator:
     """A relay on a GPIO pin (gpiozero): energised = unlocked; released on close (fail-secure)."""
 
-    def __init__(self, pin: int | str, *, active_high: bool = True, pin_factory: Any = None) -> None:
+    def __init__(
+        self, pin: int | str, *, active_high: bool = True, pin_factory: Any = None
+    ) -> None:
         from gpiozero import DigitalOutputDevice  # lazy: only devices with a relay need it
 
         self._relay = DigitalOutputDevice(

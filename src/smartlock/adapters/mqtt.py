@@ -102,7 +102,7 @@ class MqttConnection:
         await self._client.publish(topic, payload, qos=1, retain=retain)
 
     async def messages(self) -> AsyncIterator[Incoming]:
-        """Incoming messages; a lost connection ends the iteration with :class:`BrokerUnavailable`."""
+        """Incoming messages; a lost connection ends them with :class:`BrokerUnavailable`."""
         try:
             async for message in self._client.messages:
                 payload = message.payload

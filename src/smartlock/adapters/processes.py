@@ -56,8 +56,12 @@ class Child:
         )
         assert self.process.stdout and self.process.stderr
         self._pumps = [
-            asyncio.create_task(self._pump(self.process.stderr, self.lines), name=f"{self.name}-stderr"),
-            asyncio.create_task(self._pump(self.process.stdout, self.stdout_lines), name=f"{self.name}-stdout"),
+            asyncio.create_task(
+                self._pump(self.process.stderr, self.lines), name=f"{self.name}-stderr"
+            ),
+            asyncio.create_task(
+                self._pump(self.process.stdout, self.stdout_lines), name=f"{self.name}-stdout"
+            ),
         ]
         return self
 
@@ -79,8 +83,10 @@ class Child:
         regex = re.compile(pattern)
         return sum(1 for line in self.lines if regex.search(line))
 
-    async def wait_for(self, pattern: str, *, timeout_s: float = 20.0, after: int = 0) -> re.Match[str]:
-        """The first log line (from index ``after``) matching ``pattern``; fails on exit or timeout."""
+    async def wait_for(
+        self, pattern: str, *, timeout_s: float = 20.0, after: int = 0
+    ) -> re.Match[str]:
+        """The first log line from index ``after`` matching ``pattern``; fails on exit/timeout."""
         regex = re.compile(pattern)
         index = after
 

@@ -60,7 +60,9 @@ def make_access_event(
     )
 
 
-def open_access_event(payload: bytes, *, lock_id: str, lock_public: crypto.PublicKey) -> AccessEvent:
+def open_access_event(
+    payload: bytes, *, lock_id: str, lock_public: crypto.PublicKey
+) -> AccessEvent:
     """Verify an event published by ``lock_id`` (the broker's ACL proves which lock published)."""
     event_unverified = AccessEvent.from_bytes(payload)
     if not crypto.signature_is_valid(
@@ -80,6 +82,8 @@ def access_ack_is_valid(event: AccessEvent, key: SessionKey) -> bool:
     return crypto.mac_is_valid(
         key.secret,
         ACCESS_ACK_LABEL,
-        AccessEvent.ack_input(event.lock_id, event.key_id, event.counter, event.action, event.outcome),
+        AccessEvent.ack_input(
+            event.lock_id, event.key_id, event.counter, event.action, event.outcome
+        ),
         event.ack_tag,
     )

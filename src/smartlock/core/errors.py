@@ -36,7 +36,7 @@ class SmartlockError(Exception):
     """Base of every error smartlock raises on purpose."""
 
 
-class Rejected(SmartlockError):  # noqa: N818 - reads as "Rejected(reason)" at the raise site
+class Rejected(SmartlockError):
     """A remote input was refused; ``reason`` says why in one word."""
 
     def __init__(self, reason: Reason, detail: str = "") -> None:

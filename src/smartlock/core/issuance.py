@@ -95,7 +95,10 @@ def issue_session_key(
 
 
 def _check_validity(header: IssuanceHeader, now: float, clock_skew_s: int) -> None:
-    if header.expires_at <= header.issued_at or header.expires_at - header.issued_at > MAX_KEY_TTL_S:
+    if (
+        header.expires_at <= header.issued_at
+        or header.expires_at - header.issued_at > MAX_KEY_TTL_S
+    ):
         raise Rejected(Reason.MALFORMED, "impossible validity period")
     if now >= header.expires_at:
         raise Rejected(Reason.EXPIRED, f"key {header.key_id[:4].hex()} expired")

@@ -121,9 +121,13 @@ class KeyIssuer:
         ack = KeyAck.from_bytes(payload)
         pending = self._pending.get(ack.key_id)
         if pending is None:
-            raise Rejected(Reason.UNKNOWN_KEY, f"acknowledgement of unknown key {ack.key_id[:4].hex()}")
+            raise Rejected(
+                Reason.UNKNOWN_KEY, f"acknowledgement of unknown key {ack.key_id[:4].hex()}"
+            )
         if pending.key.header.lock_id != lock_id or not key_ack_is_valid(ack, pending.key):
-            raise Rejected(Reason.BAD_MAC, f"acknowledgement of key {pending.key.handle} from {lock_id}")
+            raise Rejected(
+                Reason.BAD_MAC, f"acknowledgement of key {pending.key.handle} from {lock_id}"
+            )
         del self._pending[ack.key_id]
         return DeliverToGuest(pending.key.header.guest_id, pending.guest_payload, pending.key)
 

@@ -100,18 +100,24 @@ class LockVerifier:
         if now >= key.header.expires_at:
             raise Rejected(Reason.EXPIRED, f"token under expired key {key.handle}")
         if frame.counter <= self._last_counter[key.key_id]:
-            raise Rejected(Reason.REPLAY, f"token {frame.counter} under key {key.handle} already used")
+            raise Rejected(
+                Reason.REPLAY, f"token {frame.counter} under key {key.handle} already used"
+            )
         self._last_counter[key.key_id] = frame.counter
         return AccessGranted(key, frame.counter, frame.action)
 
     def _key_for(self, frame: TokenFrame) -> SessionKey:
-        candidates = [k for k in self._keys.values() if k.key_id[:KEY_HANDLE_BYTES] == frame.key_handle]
+        candidates = [
+            k for k in self._keys.values() if k.key_id[:KEY_HANDLE_BYTES] == frame.key_handle
+        ]
         if not candidates:
             raise Rejected(Reason.UNKNOWN_KEY, f"no key {frame.key_handle.hex()} at this lock")
         for key in candidates:
             if token_is_valid(frame, key, self.lock_id):
                 return key
-        raise Rejected(Reason.BAD_MAC, f"token tag does not verify under key {frame.key_handle.hex()}")
+        raise Rejected(
+            Reason.BAD_MAC, f"token tag does not verify under key {frame.key_handle.hex()}"
+        )
 
     def _is_recent_duplicate(self, payload: bytes, now: float) -> bool:
         last_seen = self._recent_frames.pop(payload, None)

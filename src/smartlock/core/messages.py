@@ -232,7 +232,11 @@ class KeyAck:
 
     def __bytes__(self) -> bytes:
         return (
-            _header(MessageType.KEY_ACK).raw(self.key_id).text(self.lock_id).raw(self.tag).getvalue()
+            _header(MessageType.KEY_ACK)
+            .raw(self.key_id)
+            .text(self.lock_id)
+            .raw(self.tag)
+            .getvalue()
         )
 
     @classmethod
@@ -311,10 +315,14 @@ class AccessEvent:
         ack_tag = reader.raw(16)
         signature = reader.long_bytes()
         reader.end()
-        return cls(event_id, at, lock_id, guest_id, key_id, counter, action, outcome, ack_tag, signature)
+        return cls(
+            event_id, at, lock_id, guest_id, key_id, counter, action, outcome, ack_tag, signature
+        )
 
     @staticmethod
-    def ack_input(lock_id: str, key_id: bytes, counter: int, action: Action, outcome: Outcome) -> bytes:
+    def ack_input(
+        lock_id: str, key_id: bytes, counter: int, action: Action, outcome: Outcome
+    ) -> bytes:
         return Writer().text(lock_id).raw(key_id).u16(counter).u8(action).u8(outcome).getvalue()
 
 

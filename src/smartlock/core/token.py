@@ -127,10 +127,14 @@ def token_payload(data: bytes) -> bytes | None:
             raise Rejected(Reason.MALFORMED, "AD structure overruns the advertising data")
         ad_type = data[offset + 1]
         value = data[offset + 2 : offset + 1 + length]
-        if ad_type == AD_MANUFACTURER_SPECIFIC and len(value) >= 2:
-            if int.from_bytes(value[:2], "little") == COMPANY_ID:
-                if found is not None:
-                    raise Rejected(Reason.MALFORMED, "two smartlock tokens in one advertisement")
-                found = value[2:]
+        is_ours = (
+            ad_type == AD_MANUFACTURER_SPECIFIC
+            and len(value) >= 2
+            and int.from_bytes(value[:2], "little") == COMPANY_ID
+        )
+        if is_ours:
+            if found is not None:
+                raise Rejected(Reason.MALFORMED, "two smartlock tokens in one advertisement")
+            found = value[2:]
         offset += 1 + length
     return found

@@ -60,7 +60,9 @@ class Backend:
         await reconnecting(self._session, logger)
 
     async def _session(self) -> None:
-        async with MqttConnection(self.site, self.site.credentials(BACKEND_USER), persistent=True) as mqtt:
+        async with MqttConnection(
+            self.site, self.site.credentials(BACKEND_USER), persistent=True
+        ) as mqtt:
             await mqtt.subscribe(REQUESTS_TOPIC)
             await mqtt.subscribe(EVENTS_TOPIC)
             logger.info("Backend listening for session requests on %s", REQUESTS_TOPIC)
@@ -106,10 +108,17 @@ class Backend:
         kind = message_type_of(payload)
         if kind is MessageType.KEY_ACK:
             release = self.issuer.on_key_ack(lock_id, payload)
-            logger.info("Lock %s holds key %s; delivering it to %s", lock_id, release.key.handle, release.guest_id)
+            logger.info(
+                "Lock %s holds key %s; delivering it to %s",
+                lock_id,
+                release.key.handle,
+                release.guest_id,
+            )
             self._outbox.put(f"guests/{release.guest_id}/session", release.payload)
         elif kind is MessageType.ACCESS_EVENT:
-            event = open_access_event(payload, lock_id=lock_id, lock_public=self._lock_keys[lock_id])
+            event = open_access_event(
+                payload, lock_id=lock_id, lock_public=self._lock_keys[lock_id]
+            )
             logger.info(
                 "Access event: %s %s for %s (token %d, key %s)",
                 lock_id,

@@ -19,7 +19,13 @@ from smartlock.site import Site, provision_site
 
 LOCK_ID = "lock_01"
 GUEST_ID = "guest_01"
-COLORS = {"broker": "magenta", "radio": "blue", "backend": "cyan", "lock": "green", "guest": "yellow"}
+COLORS = {
+    "broker": "magenta",
+    "radio": "blue",
+    "backend": "cyan",
+    "lock": "green",
+    "guest": "yellow",
+}
 REPEAT_EVERY_S = 10.0
 
 
@@ -32,11 +38,15 @@ class Demo:
 
     def show(self, name: str, line: str) -> None:
         color = COLORS.get(name, "white")
-        self.console.print(f"[{color}]{name:>7}[/] | {escape(line)}", soft_wrap=True, highlight=False)
+        self.console.print(
+            f"[{color}]{name:>7}[/] | {escape(line)}", soft_wrap=True, highlight=False
+        )
 
     async def start(self, name: str, *args: str, ready: list[str]) -> Child:
         flags = ["--verbose"] if self.verbose else []
-        child = Child.smartlock(name, *args, "--site", str(self.site.root), *flags, on_line=self.show)
+        child = Child.smartlock(
+            name, *args, "--site", str(self.site.root), *flags, on_line=self.show
+        )
         self.children.append(child)
         await child.start()
         for pattern in ready:
@@ -45,7 +55,15 @@ class Demo:
 
     async def open_door(self) -> dict[str, object]:
         guest = Child.smartlock(
-            "guest", "guest", "unlock", LOCK_ID, "--id", GUEST_ID, "--site", str(self.site.root), "--json",
+            "guest",
+            "guest",
+            "unlock",
+            LOCK_ID,
+            "--id",
+            GUEST_ID,
+            "--site",
+            str(self.site.root),
+            "--json",
             on_line=self.show,
         )
         await guest.start()
@@ -74,8 +92,8 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
         broker_port=free_port(),
     )
     console.print(
-        f"Site ready in {time.perf_counter() - started:.1f} s: CA, broker certificate, RSA keys for "
-        f"backend, {LOCK_ID} and {GUEST_ID}, hashed broker passwords, ACL"
+        f"Site ready in {time.perf_counter() - started:.1f} s: CA, broker certificate, "
+        f"RSA keys for backend, {LOCK_ID} and {GUEST_ID}, hashed broker passwords, ACL"
     )
     demo = Demo(site, console, verbose)
     summary: dict[str, object] = {"unlocked": False, "lock_id": LOCK_ID, "guest_id": GUEST_ID}
@@ -84,14 +102,21 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
         await demo.start("radio", "radio-hub", ready=[r"Radio hub ready"])
         await demo.start("backend", "backend", ready=[r"Backend listening for session requests"])
         lock = await demo.start(
-            "lock", "lock", "--id", LOCK_ID,
+            "lock",
+            "lock",
+            "--id",
+            LOCK_ID,
             ready=[r"Subscribed to locks/lock_01/session", r"Scanning for BLE advertisements"],
         )
         while True:
             mark = len(lock.lines)
             result = await demo.open_door()
-            unlocked = await lock.wait_for(rf"UNLOCKED {LOCK_ID} for {GUEST_ID}", after=mark, timeout_s=5)
-            delivery = await lock.wait_for(r"Received session key .*\((\d+) bytes\)", after=mark, timeout_s=5)
+            unlocked = await lock.wait_for(
+                rf"UNLOCKED {LOCK_ID} for {GUEST_ID}", after=mark, timeout_s=5
+            )
+            delivery = await lock.wait_for(
+                r"Received session key .*\((\d+) bytes\)", after=mark, timeout_s=5
+            )
             wire = dict(result["wire_bytes"])  # type: ignore[call-overload]
             summary = {
                 "unlocked": bool(unlocked),
@@ -107,7 +132,9 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
             }
             if once:
                 break
-            console.print(f"[bold green]Door opened.[/] Again in {REPEAT_EVERY_S:.0f} s; Ctrl-C to stop.")
+            console.print(
+                f"[bold green]Door opened.[/] Again in {REPEAT_EVERY_S:.0f} s; Ctrl-C to stop."
+            )
             await asyncio.sleep(REPEAT_EVERY_S)
     except (ChildFailed, SmartlockError) as exc:
         console.print(f"[bold red]demo failed:[/] {escape(str(exc))}")

@@ -19,7 +19,14 @@ from smartlock.adapters.radio import open_radio
 from smartlock.core.access import access_ack_is_valid
 from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError
 from smartlock.core.issuance import SessionKey, open_denial, open_guest_delivery
-from smartlock.core.messages import ID_BYTES, AccessEvent, Action, MessageType, SessionRequest, message_type_of
+from smartlock.core.messages import (
+    ID_BYTES,
+    AccessEvent,
+    Action,
+    MessageType,
+    SessionRequest,
+    message_type_of,
+)
 from smartlock.core.token import advertising_data, make_token
 from smartlock.services.common import Rejections
 from smartlock.site import BACKEND_USER, Site
@@ -58,7 +65,9 @@ class GuestApp:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if guest_id not in site.guests:
-            raise ConfigError(f"no guest {guest_id!r} in site {site.root} (guests: {', '.join(site.guests)})")
+            raise ConfigError(
+                f"no guest {guest_id!r} in site {site.root} (guests: {', '.join(site.guests)})"
+            )
         self.site = site
         self.guest_id = guest_id
         self.radio_transport = radio or site.virtual_radio(guest_id)
@@ -77,10 +86,17 @@ class GuestApp:
     def events_topic(self) -> str:
         return f"guests/{self.guest_id}/events"
 
-    async def open_door(self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0) -> UnlockResult:
+    async def open_door(
+        self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0
+    ) -> UnlockResult:
         if lock_id not in self.site.locks:
-            raise ConfigError(f"no lock {lock_id!r} in site {self.site.root} (locks: {', '.join(self.site.locks)})")
-        result = UnlockResult(lock_id, self.guest_id, action, advertising_interval_ms=self._interval_ms)
+            raise ConfigError(
+                f"no lock {lock_id!r} in site {self.site.root} "
+                f"(locks: {', '.join(self.site.locks)})"
+            )
+        result = UnlockResult(
+            lock_id, self.guest_id, action, advertising_interval_ms=self._interval_ms
+        )
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
@@ -98,7 +114,13 @@ class GuestApp:
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
 
-    async def _request_key(self, mqtt: MqttConnection, messages: AsyncIterator[Incoming], lock_id: str, result: UnlockResult) -> SessionKey:
+    async def _request_key(
+        self,
+        mqtt: MqttConnection,
+        messages: AsyncIterator[Incoming],
+        lock_id: str,
+        result: UnlockResult,
+    ) -> SessionKey:
         request = SessionRequest(crypto.random_bytes(ID_BYTES), int(self._clock()), lock_id)
         payload = bytes(request)
         await mqtt.publish(f"backend/session_requests/{self.guest_id}", payload)
@@ -138,7 +160,13 @@ class GuestApp:
             return key
         raise UnlockFailed("the broker connection ended before a key arrived")
 
-    async def _advertise_until_acknowledged(self, messages: AsyncIterator[Incoming], key: SessionKey, action: Action, result: UnlockResult) -> None:
+    async def _advertise_until_acknowledged(
+        self,
+        messages: AsyncIterator[Incoming],
+        key: SessionKey,
+        action: Action,
+        result: UnlockResult,
+    ) -> None:
         async with open_radio(self.radio_transport, name=self.guest_id) as radio:
             counter = 0
 
@@ -150,7 +178,12 @@ class GuestApp:
                     await radio.advertise(data, interval_ms=self._interval_ms)
                     result.tokens_advertised = counter
                     result.wire_bytes["advertisement"] = len(data)
-                    logger.info("Advertising with token #%d under key %s (%d bytes)", counter, key.handle, len(data))
+                    logger.info(
+                        "Advertising with token #%d under key %s (%d bytes)",
+                        counter,
+                        key.handle,
+                        len(data),
+                    )
                     await asyncio.sleep(self._token_refresh_s)
 
             advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
@@ -159,7 +192,11 @@ class GuestApp:
                     if message.topic != self.events_topic:
                         continue
                     if self._confirms(message.payload, key):
-                        logger.info("Lock %s confirmed: %s", key.header.lock_id, "UNLOCKED" if action is Action.UNLOCK else "LOCKED")
+                        logger.info(
+                            "Lock %s confirmed: %s",
+                            key.header.lock_id,
+                            "UNLOCKED" if action is Action.UNLOCK else "LOCKED",
+                        )
                         return
                 raise UnlockFailed("the broker connection ended before the lock answered")
             finally:
@@ -175,6 +212,10 @@ class GuestApp:
             return False
         if not access_ack_is_valid(event, key):
             if event.key_id == key.key_id:
-                self.rejections.record("access event", Rejected(Reason.BAD_MAC, "ack tag does not verify"), self.events_topic)
+                self.rejections.record(
+                    "access event",
+                    Rejected(Reason.BAD_MAC, "ack tag does not verify"),
+                    self.events_topic,
+                )
             return False
         return True

@@ -41,7 +41,9 @@ class LockAgent:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if lock_id not in site.locks:
-            raise ConfigError(f"no lock {lock_id!r} in site {site.root} (locks: {', '.join(site.locks)})")
+            raise ConfigError(
+                f"no lock {lock_id!r} in site {site.root} (locks: {', '.join(site.locks)})"
+            )
         self.site = site
         self.lock_id = lock_id
         self.radio_transport = radio or site.virtual_radio(lock_id)
@@ -103,7 +105,11 @@ class LockAgent:
         try:
             self._persist()
         except OSError as exc:
-            logger.error("Cannot store session key %s (%s): not acknowledged", installed.key.handle, exc.strerror)
+            logger.error(
+                "Cannot store session key %s (%s): not acknowledged",
+                installed.key.handle,
+                exc.strerror,
+            )
             return
         key = installed.key
         logger.info(
@@ -138,7 +144,11 @@ class LockAgent:
         try:
             self._persist()  # the counter is spent before the bolt moves
         except OSError as exc:
-            logger.error("Cannot record the use of token %d (%s): the bolt stays put", granted.counter, exc.strerror)
+            logger.error(
+                "Cannot record the use of token %d (%s): the bolt stays put",
+                granted.counter,
+                exc.strerror,
+            )
             return
         guest_id = granted.key.header.guest_id
         if granted.action is Action.UNLOCK:

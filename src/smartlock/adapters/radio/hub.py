@@ -18,7 +18,7 @@ from bumble.transport import open_transport
 
 async def serve_radio_hub(sockets: dict[str, Path], ready: asyncio.Event | None = None) -> None:
     """Run until cancelled: one controller per ``name -> socket path``."""
-    link = LocalLink()
+    link = LocalLink()  # type: ignore[no-untyped-call]
     transports = []
     for path in sockets.values():
         path.parent.mkdir(parents=True, exist_ok=True)
