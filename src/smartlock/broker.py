@@ -281,9 +281,14 @@ class BrokerProcess:
                 await asyncio.sleep(0.05)  # let the log pump drain
                 tail = "\n".join(self.log[-5:])
                 raise ConfigError(f"mosquitto exited with code {self.process.returncode}:\n{tail}")
-            try:
-                _, writer = await asyncio.open_connection(self.site.broker_host, self.port)
-            except OSError:
+            try:  # a full TLS handshake, verified like any client: the listener really serves TLS
+                _, writer = await asyncio.open_connection(
+                    self.site.broker_host,
+                    self.port,
+                    ssl=client_tls_context(self.site),
+                    server_hostname=self.site.broker_host,
+                )
+            except (OSError, ssl.SSLError):
                 await asyncio.sleep(0.05)
                 continue
             writer.close()

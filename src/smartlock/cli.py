@@ -255,6 +255,12 @@ def lock_command(
         str, typer.Option(help="'log' or 'gpio:PIN' (a relay through gpiozero).")
     ] = "log",
     relock_after: Annotated[float, typer.Option(help="Seconds before the bolt locks again.")] = 5.0,
+    duplicate_window: Annotated[
+        float,
+        typer.Option(
+            help="Seconds within which a repeated advertisement is ignored, not a replay."
+        ),
+    ] = 3.0,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a lock agent: keys over MQTT, tokens over BLE, the bolt through the actuator."""
@@ -265,7 +271,16 @@ def lock_command(
     loaded = load_site(site)
     try:
         bolt = open_actuator(actuator)
-        agent = LockAgent(loaded, lock_id, radio=radio, actuator=bolt, relock_after_s=relock_after)
+        if not 0 < duplicate_window <= 60:
+            raise ValueError("--duplicate-window must be between 0 and 60 seconds")
+        agent = LockAgent(
+            loaded,
+            lock_id,
+            radio=radio,
+            actuator=bolt,
+            relock_after_s=relock_after,
+            duplicate_window_s=duplicate_window,
+        )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None
     run(agent.run())

@@ -11,9 +11,11 @@ Rules (README, "Security model"):
   refused if its key id was already seen -- a replayed delivery;
 * a token is refused unless its tag verifies under an installed key for *this* lock, the key is
   unexpired, and its counter is higher than every counter accepted under that key;
-* the same advertisement seen again within ``duplicate_window_s`` (a guest advertises each token
-  many times a second) is ignored silently rather than counted as an attack; seen again after a
-  pause, or after a restart, it is a ``replay``.
+* one advertisement is evaluated at most once per ``duplicate_window_s``: a guest advertises each
+  token many times a second, and those repeats are ignored silently rather than counted as
+  attacks.  The window is longer than the guest's token refresh (2 s), so a genuine guest never
+  outlives it; the same frame seen after the window -- a replay, also after a restart -- is
+  evaluated again and refused as a ``replay``, once per window however fast it is repeated.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from smartlock.core.token import KEY_HANDLE_BYTES, TokenFrame, token_is_valid, t
 SNAPSHOT_VERSION = 1
 KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unknown key"
 RECENT_FRAMES_MAX = 1024
+DEFAULT_DUPLICATE_WINDOW_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class LockVerifier:
         backend_public: crypto.PublicKey,
         lock_key: crypto.PrivateKey,
         clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
-        duplicate_window_s: float = 3.0,
+        duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
     ) -> None:
         self.lock_id = lock_id
         self._backend_public = backend_public
@@ -120,11 +123,14 @@ class LockVerifier:
         )
 
     def _is_recent_duplicate(self, payload: bytes, now: float) -> bool:
-        last_seen = self._recent_frames.pop(payload, None)
+        evaluated_at = self._recent_frames.get(payload)
+        if evaluated_at is not None and 0 <= now - evaluated_at <= self._duplicate_window_s:
+            return True
+        self._recent_frames.pop(payload, None)
         self._recent_frames[payload] = now
         while len(self._recent_frames) > RECENT_FRAMES_MAX:
             self._recent_frames.popitem(last=False)
-        return last_seen is not None and now - last_seen <= self._duplicate_window_s
+        return False
 
     # --- bookkeeping -----------------------------------------------------------------------
 

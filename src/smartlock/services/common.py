@@ -8,7 +8,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 
 from smartlock.adapters.mqtt import BrokerUnavailable
-from smartlock.core.errors import Rejected
+from smartlock.core.errors import Reason, Rejected
 
 FATAL_BROKER_ERRORS = ("not authorized", "not signed by the site CA")
 
@@ -23,7 +23,10 @@ class Rejections:
     def record(self, what: str, rejected: Rejected, source: str = "") -> None:
         self.counts[rejected.reason.value] += 1
         origin = f" from {source}" if source else ""
-        self._logger.warning(
+        # A token under a key this lock never held is most often meant for a neighbouring lock.
+        level = logging.INFO if rejected.reason is Reason.UNKNOWN_KEY else logging.WARNING
+        self._logger.log(
+            level,
             "Rejected %s%s: %s (%s rejections so far: %d)",
             what,
             origin,

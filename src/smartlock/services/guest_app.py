@@ -8,6 +8,7 @@ answer it advertises a new token (the next counter) every ``token_refresh_s``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 from smartlock import crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
-from smartlock.adapters.radio import open_radio
+from smartlock.adapters.radio import Radio, open_radio
 from smartlock.core.access import access_ack_is_valid
 from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError
 from smartlock.core.issuance import SessionKey, open_denial, open_guest_delivery
@@ -99,16 +100,23 @@ class GuestApp:
         )
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout_s):
-                async with MqttConnection(self.site, self.site.credentials(self.guest_id)) as mqtt:
-                    await mqtt.subscribe(self.session_topic)
-                    await mqtt.subscribe(self.events_topic)
-                    messages = mqtt.messages()
-                    key = await self._request_key(mqtt, messages, lock_id, result)
-                    result.key_request_ms = (time.perf_counter() - started) * 1000
-                    ble_started = time.perf_counter()
-                    await self._advertise_until_acknowledged(messages, key, action, result)
-                    result.ble_ms = (time.perf_counter() - ble_started) * 1000
+            async with asyncio.timeout(timeout_s), contextlib.AsyncExitStack() as stack:
+                # The radio powers up while the key is on its way.
+                mqtt, radio = await asyncio.gather(
+                    stack.enter_async_context(
+                        MqttConnection(self.site, self.site.credentials(self.guest_id))
+                    ),
+                    stack.enter_async_context(open_radio(self.radio_transport, name=self.guest_id)),
+                )
+                await mqtt.subscribe(self.session_topic)
+                await mqtt.subscribe(self.events_topic)
+                messages = mqtt.messages()
+                asked = time.perf_counter()
+                key = await self._request_key(mqtt, messages, lock_id, result)
+                result.key_request_ms = (time.perf_counter() - asked) * 1000
+                ble_started = time.perf_counter()
+                await self._advertise_until_acknowledged(radio, messages, key, action, result)
+                result.ble_ms = (time.perf_counter() - ble_started) * 1000
         except TimeoutError:
             raise UnlockFailed(f"{lock_id} did not open within {timeout_s:.0f} s") from None
         result.total_ms = (time.perf_counter() - started) * 1000
@@ -162,47 +170,47 @@ class GuestApp:
 
     async def _advertise_until_acknowledged(
         self,
+        radio: Radio,
         messages: AsyncIterator[Incoming],
         key: SessionKey,
         action: Action,
         result: UnlockResult,
     ) -> None:
-        async with open_radio(self.radio_transport, name=self.guest_id) as radio:
-            counter = 0
+        counter = 0
 
-            async def advertise_fresh_tokens() -> None:
-                nonlocal counter
-                while True:
-                    counter += 1
-                    data = advertising_data(make_token(key, counter, action))
-                    await radio.advertise(data, interval_ms=self._interval_ms)
-                    result.tokens_advertised = counter
-                    result.wire_bytes["advertisement"] = len(data)
+        async def advertise_fresh_tokens() -> None:
+            nonlocal counter
+            while True:
+                counter += 1
+                data = advertising_data(make_token(key, counter, action))
+                await radio.advertise(data, interval_ms=self._interval_ms)
+                result.tokens_advertised = counter
+                result.wire_bytes["advertisement"] = len(data)
+                logger.info(
+                    "Advertising with token #%d under key %s (%d bytes)",
+                    counter,
+                    key.handle,
+                    len(data),
+                )
+                await asyncio.sleep(self._token_refresh_s)
+
+        advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
+        try:
+            async for message in messages:
+                if message.topic != self.events_topic:
+                    continue
+                if self._confirms(message.payload, key):
                     logger.info(
-                        "Advertising with token #%d under key %s (%d bytes)",
-                        counter,
-                        key.handle,
-                        len(data),
+                        "Lock %s confirmed: %s",
+                        key.header.lock_id,
+                        "UNLOCKED" if action is Action.UNLOCK else "LOCKED",
                     )
-                    await asyncio.sleep(self._token_refresh_s)
-
-            advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
-            try:
-                async for message in messages:
-                    if message.topic != self.events_topic:
-                        continue
-                    if self._confirms(message.payload, key):
-                        logger.info(
-                            "Lock %s confirmed: %s",
-                            key.header.lock_id,
-                            "UNLOCKED" if action is Action.UNLOCK else "LOCKED",
-                        )
-                        return
-                raise UnlockFailed("the broker connection ended before the lock answered")
-            finally:
-                advertiser.cancel()
-                await asyncio.gather(advertiser, return_exceptions=True)
-                await radio.stop_advertising()
+                    return
+            raise UnlockFailed("the broker connection ended before the lock answered")
+        finally:
+            advertiser.cancel()
+            await asyncio.gather(advertiser, return_exceptions=True)
+            await radio.stop_advertising()
 
     def _confirms(self, payload: bytes, key: SessionKey) -> bool:
         try:

@@ -32,6 +32,9 @@ class BumbleRadio:
         self._device: Device | None = None
         self._advertising_set: AdvertisingSet | None = None
         self._scanning = False
+        # Scanning and advertising are set up by sequences of HCI commands; interleaving two such
+        # sequences from concurrent tasks loses the advertising set silently, so one at a time.
+        self._hci = asyncio.Lock()
 
     async def __aenter__(self) -> BumbleRadio:
         try:
@@ -69,9 +72,14 @@ class BumbleRadio:
 
     async def advertise(self, data: bytes, *, interval_ms: float) -> None:
         assert self._device, "radio not open"
-        if self._advertising_set is not None:
-            await self._advertising_set.set_advertising_data(data)
-            return
+        async with self._hci:
+            if self._advertising_set is not None:
+                await self._advertising_set.set_advertising_data(data)
+                return
+            await self._create_advertising_set(data, interval_ms)
+
+    async def _create_advertising_set(self, data: bytes, interval_ms: float) -> None:
+        assert self._device, "radio not open"
         parameters = AdvertisingParameters(
             advertising_event_properties=AdvertisingEventProperties(
                 is_connectable=False, is_scannable=False, is_legacy=True
@@ -84,10 +92,11 @@ class BumbleRadio:
         )
 
     async def stop_advertising(self) -> None:
-        if self._advertising_set is not None:
-            advertising_set, self._advertising_set = self._advertising_set, None
-            await advertising_set.stop()
-            await advertising_set.remove()
+        async with self._hci:
+            if self._advertising_set is not None:
+                advertising_set, self._advertising_set = self._advertising_set, None
+                await advertising_set.stop()
+                await advertising_set.remove()
 
     async def scan(self) -> AsyncIterator[AdvertisingReport]:
         assert self._device, "radio not open"
@@ -103,8 +112,9 @@ class BumbleRadio:
             )
 
         self._device.on("advertisement", on_advertisement)
-        await self._device.start_scanning(active=False, filter_duplicates=False)
-        self._scanning = True
+        async with self._hci:
+            await self._device.start_scanning(active=False, filter_duplicates=False)
+            self._scanning = True
         try:
             while True:
                 yield await queue.get()

@@ -1,0 +1,174 @@
+"""End-to-end fixtures: a real site, the real Mosquitto, the real bumble radio hub, and the
+backend and lock agents as separate ``smartlock`` processes -- started exactly as users do."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from smartlock.adapters.mqtt import Incoming, MqttConnection
+from smartlock.adapters.processes import Child
+from smartlock.adapters.radio import AdvertisingReport, open_radio
+from smartlock.broker import free_port
+from smartlock.core.token import token_payload
+from smartlock.site import Site, provision_site
+
+pytestmark = pytest.mark.e2e
+
+SNIFFER = "sniffer"
+LOCKS = ["lock_01", "lock_02"]
+GUESTS = ["guest_01", "guest_02", "guest_03"]
+GRANTS = [("guest_01", "lock_01"), ("guest_02", "lock_02")]  # guest_03 has no grant
+
+
+def new_site_dir() -> Path:
+    """Under /tmp so that Mosquitto, dropping root to user 'mosquitto', can reach its files."""
+    return Path(tempfile.mkdtemp(prefix="smartlock-test-"))
+
+
+@pytest.fixture(scope="module")
+def site_dir() -> Iterator[Path]:
+    root = new_site_dir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class System:
+    site: Site
+    broker: Child
+    radio: Child
+    backend: Child
+    locks: dict[str, Child] = field(default_factory=dict)
+    extra_lock_args: list[str] = field(default_factory=list)
+
+    async def start_lock(self, lock_id: str) -> Child:
+        child = Child.smartlock(
+            lock_id,
+            "lock",
+            "--id",
+            lock_id,
+            "--site",
+            str(self.site.root),
+            "--duplicate-window",
+            "0.5",
+            *self.extra_lock_args,
+        )
+        await child.start()
+        await child.wait_for(r"Subscribed to locks/.*/session")
+        await child.wait_for(r"Scanning for BLE advertisements")
+        self.locks[lock_id] = child
+        return child
+
+    async def stop(self) -> None:
+        for child in [*self.locks.values(), self.backend, self.radio, self.broker]:
+            await child.stop()
+
+
+async def start_system(site: Site) -> System:
+    root = str(site.root)
+    broker = await Child.smartlock("broker", "broker", "--site", root).start()
+    await broker.wait_for(r"Broker listening")
+    radio = await Child.smartlock("radio", "radio-hub", "--site", root, "--extra", SNIFFER).start()
+    await radio.wait_for(r"Radio hub ready")
+    backend = await Child.smartlock("backend", "backend", "--site", root).start()
+    await backend.wait_for(r"Backend listening for session requests")
+    system = System(site, broker, radio, backend)
+    for lock_id in site.locks:
+        await system.start_lock(lock_id)
+    return system
+
+
+def provision(root: Path, *, session_ttl_s: int = 300) -> Site:
+    return provision_site(
+        root,
+        locks=LOCKS,
+        guests=GUESTS,
+        grants=GRANTS,
+        broker_host="127.0.0.1",
+        broker_port=free_port(),
+        session_ttl_s=session_ttl_s,
+    )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def system(site_dir: Path) -> AsyncIterator[System]:
+    running = await start_system(provision(site_dir))
+    yield running
+    await running.stop()
+
+
+async def run_guest(site: Site, lock_id: str, guest_id: str, *, timeout_s: float = 15) -> Child:
+    """``smartlock guest unlock`` as a process; returns it after it exits."""
+    child = Child.smartlock(
+        guest_id,
+        "guest",
+        "unlock",
+        lock_id,
+        "--id",
+        guest_id,
+        "--site",
+        str(site.root),
+        "--timeout",
+        str(timeout_s),
+        "--json",
+    )
+    await child.start()
+    await child.wait(timeout_s=timeout_s + 15)
+    return child
+
+
+class Sniffer:
+    """An attacker's radio on the same virtual air: records every smartlock advertisement."""
+
+    def __init__(self, site: Site) -> None:
+        self.radio = open_radio(site.virtual_radio(SNIFFER), name=SNIFFER)
+        self.captured: list[AdvertisingReport] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Sniffer:
+        await self.radio.__aenter__()
+        self._task = asyncio.create_task(self._listen())
+        return self
+
+    async def _listen(self) -> None:
+        async for report in self.radio.scan():
+            try:
+                if token_payload(report.data) is not None:
+                    self.captured.append(report)
+            except Exception:  # sniffers keep everything, even garbage
+                self.captured.append(report)
+
+    async def replay(self, data: bytes, *, seconds: float) -> None:
+        await self.radio.advertise(data, interval_ms=20)
+        await asyncio.sleep(seconds)
+        await self.radio.stop_advertising()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.radio.__aexit__(None, None, None)
+
+
+async def collect(mqtt: MqttConnection, seconds: float) -> list[Incoming]:
+    """Everything delivered to ``mqtt`` during ``seconds``."""
+    received: list[Incoming] = []
+
+    async def gather_messages() -> None:
+        async for message in mqtt.messages():
+            received.append(message)
+
+    try:
+        async with asyncio.timeout(seconds):
+            await gather_messages()
+    except TimeoutError:
+        pass
+    return received

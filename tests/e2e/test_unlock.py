@@ -1,0 +1,60 @@
+"""The happy path and the grant checks, with every part a real process."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import System, run_guest
+
+
+async def test_guest_opens_lock_over_mqtt_and_ble(system: System) -> None:
+    lock = system.locks["lock_01"]
+    mark = len(lock.lines)
+    guest = await run_guest(system.site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()
+    result = json.loads(guest.stdout_lines[-1])
+    assert result["ok"] is True
+    assert result["wire_bytes"]["advertisement"] <= 31
+    await lock.wait_for(r"Received session key \w{8} for guest_01", after=mark)
+    await lock.wait_for(r"UNLOCKED lock_01 for guest_01", after=mark)
+    await system.backend.wait_for(r"Access event: lock_01 unlock for guest_01")
+    for step in ("Requested session key", "Received session key", "Advertising with token"):
+        assert step in guest.output()
+    assert "Lock lock_01 confirmed: UNLOCKED" in guest.output()
+
+
+async def test_lock_relocks_after_the_unlock(system: System) -> None:
+    lock = system.locks["lock_01"]
+    mark = len(lock.lines)
+    guest = await run_guest(system.site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()
+    await lock.wait_for(r"UNLOCKED lock_01 for guest_01", after=mark)
+    await lock.wait_for(r"LOCKED lock_01 \(relocked after", after=mark, timeout_s=10)
+
+
+async def test_guest_without_a_grant_is_refused_with_a_clear_message(system: System) -> None:
+    lock = system.locks["lock_01"]
+    mark = len(lock.lines)
+    guest = await run_guest(system.site, "lock_01", "guest_03")
+    assert guest.returncode != 0
+    assert "refused a key for lock_01: not_granted" in guest.output()
+    assert "Traceback" not in guest.output()
+    await system.backend.wait_for(r"Denied session key to guest_03: not_granted")
+    assert lock.count(r"for guest_03") == 0
+    assert not any("guest_03" in line for line in lock.lines[mark:])
+
+
+async def test_guest_cannot_get_a_key_for_a_lock_it_was_not_granted(system: System) -> None:
+    guest = await run_guest(system.site, "lock_02", "guest_01")
+    assert guest.returncode != 0
+    assert "not_granted" in guest.output()
+    assert system.locks["lock_02"].count(r"UNLOCKED lock_02 for guest_01") == 0
+
+
+async def test_other_lock_hears_the_token_but_does_not_open(system: System) -> None:
+    other = system.locks["lock_02"]
+    mark = len(other.lines)
+    guest = await run_guest(system.site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()
+    await other.wait_for(r"Rejected advertisement .*unknown_key", after=mark)
+    assert other.count(r"UNLOCKED") == 0
