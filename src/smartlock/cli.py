@@ -271,6 +271,8 @@ def lock_command(
     loaded = load_site(site)
     try:
         bolt = open_actuator(actuator)
+        if relock_after <= 0:
+            raise ValueError("--relock-after must be a positive number of seconds")
         if not 0 < duplicate_window <= 60:
             raise ValueError("--duplicate-window must be between 0 and 60 seconds")
         agent = LockAgent(

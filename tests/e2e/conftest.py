@@ -20,7 +20,14 @@ from smartlock.broker import free_port
 from smartlock.core.token import token_payload
 from smartlock.site import Site, provision_site
 
-pytestmark = pytest.mark.e2e
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is marked ``e2e`` (deselect with ``-m 'not e2e'``)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
 
 SNIFFER = "sniffer"
 LOCKS = ["lock_01", "lock_02"]

@@ -41,6 +41,17 @@ def _describe(exc: aiomqtt.MqttError) -> str:
     return text
 
 
+def close_refused_socket(client: aiomqtt.Client) -> None:
+    """Close the socket aiomqtt 2.5 leaves open after a refused CONNECT.
+
+    Without this every refused attempt of a reconnecting service leaks a TLS socket.  paho's
+    ``_sock_close`` also runs aiomqtt's socket-close callback, which unregisters the reader.
+    """
+    paho = client._client  # private: no public way to drop the socket of a refused connect
+    if paho.socket() is not None:
+        paho._sock_close()
+
+
 class MqttConnection:
     def __init__(
         self,
@@ -77,6 +88,7 @@ class MqttConnection:
         try:
             await self._client.__aenter__()
         except aiomqtt.MqttError as exc:
+            close_refused_socket(self._client)
             where = f"{self._site.broker_host}:{self.port}"
             raise BrokerUnavailable(
                 f"cannot connect to the broker at {where} as {self._credentials.username}: "

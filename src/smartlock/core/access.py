@@ -2,8 +2,9 @@
 
 The lock signs each event (RSA-PSS, its own key) so the backend can audit it, and puts in it an
 ``ack_tag`` -- a MAC under the session key -- that only the guest holding that key can check.
-The backend forwards the event unchanged to the guest, who thereby learns that *the lock* acted
-without having to trust the backend or the broker for it.
+The backend forwards the event unchanged to the guest, who thereby learns that the lock acted:
+only the lock and the backend (which made the key) can compute the tag, never the broker or
+another client.
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ import struct
 
 from smartlock.core.errors import Reason, Rejected
 
-IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+IDENTIFIER = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
     """Lock, guest and user ids: 1-32 chars of ``a-z 0-9 _ -``, safe in topics and file names."""
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"invalid {what} {value!r}: use 1-32 characters a-z, 0-9, '_' or '-', "
             "starting with a letter or digit"

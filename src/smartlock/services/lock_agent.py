@@ -155,12 +155,24 @@ class LockAgent:
             )
             return
         guest_id = granted.key.header.guest_id
+        try:
+            if granted.action is Action.UNLOCK:
+                self.actuator.unlock()
+            else:
+                self.actuator.lock()
+        except Exception as exc:  # a jammed bolt must not stop the lock from serving others
+            logger.error(
+                "The bolt did not move for %s (%s: %s); state %s",
+                guest_id,
+                type(exc).__name__,
+                exc,
+                self.actuator.state.value,
+            )
+            return
         if granted.action is Action.UNLOCK:
-            self.actuator.unlock()
             logger.info("UNLOCKED %s for %s", self.lock_id, guest_id)
             self._schedule_relock()
         else:
-            self.actuator.lock()
             logger.info("LOCKED %s for %s", self.lock_id, guest_id)
         event = make_access_event(
             granted, lock_key=self._lock_key, now=self._clock(), random_bytes=crypto.random_bytes
@@ -174,7 +186,11 @@ class LockAgent:
 
     def _relock_now(self) -> None:
         self._relock = None
-        self.actuator.lock()
+        try:
+            self.actuator.lock()
+        except Exception as exc:  # report it; the next relock or command tries again
+            logger.error("Relock of %s failed (%s: %s)", self.lock_id, type(exc).__name__, exc)
+            return
         logger.info("LOCKED %s (relocked after %.0f s)", self.lock_id, self._relock_after_s)
 
     def _persist(self) -> None:
