@@ -221,6 +221,8 @@ def make_server_certificate(
     ca: CertifiedKey, hostnames: list[str], *, now: dt.datetime, days: int = 825
 ) -> CertifiedKey:
     """The broker's TLS certificate for ``hostnames`` (DNS names or IP addresses)."""
+    if not hostnames:
+        raise ValueError("the broker certificate needs at least one host name")
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):

@@ -58,3 +58,22 @@ async def test_other_lock_hears_the_token_but_does_not_open(system: System) -> N
     assert guest.returncode == 0, guest.output()
     await other.wait_for(r"Rejected advertisement .*unknown_key", after=mark)
     assert other.count(r"UNLOCKED") == 0
+
+
+async def test_no_secret_appears_in_any_log(system: System) -> None:
+    guest = await run_guest(system.site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()
+    secrets = [
+        system.site.credentials(user).password
+        for user in ("backend", *system.site.locks, *system.site.guests)
+    ]
+    for identity in ("backend", "lock_01", "guest_01"):
+        pem = system.site.private_key_path(identity).read_text().splitlines()
+        secrets += [line for line in pem if "PRIVATE KEY" not in line][:3]
+    logs = "\n".join(
+        [guest.output(), system.backend.output(), system.broker.output(), system.radio.output()]
+        + [lock.output() for lock in system.locks.values()]
+    )
+    assert logs
+    leaked = [secret[:6] + "..." for secret in secrets if secret in logs]
+    assert leaked == []

@@ -174,8 +174,11 @@ class LockVerifier:
         """Load a :meth:`snapshot`; a snapshot of another lock or version is a local error."""
         try:
             state = json.loads(snapshot)
-            if state["version"] != SNAPSHOT_VERSION or state["lock_id"] != self.lock_id:
-                raise ValueError("snapshot of another lock or version")
+            version = state["version"]
+            if type(version) is not int or version != SNAPSHOT_VERSION:
+                raise ValueError("unknown snapshot version")
+            if state["lock_id"] != self.lock_id:
+                raise ValueError("snapshot of another lock")
             keys = {}
             counters = {}
             for item in state["keys"]:
@@ -186,9 +189,18 @@ class LockVerifier:
                     item["lock_id"],
                     item["guest_id"],
                 )
+                if header.lock_id != self.lock_id:
+                    raise ValueError("snapshot holds another lock's key")
                 keys[header.key_id] = SessionKey(header, bytes.fromhex(item["secret"]))
                 counters[header.key_id] = int(item["last_counter"])
             seen = {bytes.fromhex(k): int(v) for k, v in state["seen_deliveries"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
             raise ValueError(f"unreadable lock state: {type(exc).__name__}") from None
         self._keys, self._last_counter, self._seen_deliveries = keys, counters, seen

@@ -25,12 +25,12 @@ class AccessPolicy:
         self, guest_id: str, request: SessionRequest, now: float, clock_skew_s: int
     ) -> None:
         """Raise :class:`Rejected` unless ``guest_id`` may have a key for the requested lock now."""
+        if guest_id not in self.guests:
+            raise Rejected(Reason.UNKNOWN_GUEST, guest_id)
         if request.sent_at < now - MAX_REQUEST_AGE_S:
             raise Rejected(Reason.STALE, "request older than a minute")
         if request.sent_at > now + clock_skew_s:
             raise Rejected(Reason.NOT_YET_VALID, "request from the future")
-        if guest_id not in self.guests:
-            raise Rejected(Reason.UNKNOWN_GUEST, guest_id)
         if request.lock_id not in self.locks:
             raise Rejected(Reason.UNKNOWN_LOCK, request.lock_id)
         if (guest_id, request.lock_id) not in self.grants:
@@ -46,13 +46,15 @@ class RecentIds:
         self._seen: OrderedDict[bytes, float] = OrderedDict()
 
     def seen_before(self, item: bytes, now: float) -> bool:
-        """Record ``item`` and say whether it was already there."""
-        while self._seen:
+        """Record ``item`` and say whether it was already there (within the window)."""
+        while self._seen:  # forget what fell out of the window
             oldest, at = next(iter(self._seen.items()))
-            if now - at <= self._window_s and len(self._seen) < self._capacity:
+            if now - at <= self._window_s:
                 break
             del self._seen[oldest]
         if item in self._seen:
             return True
         self._seen[item] = now
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
         return False

@@ -1,0 +1,430 @@
+"""smartlock.core.lock_verifier: deliveries once, tokens once and increasing, state survives."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from smartlock.core.errors import Reason, Rejected
+from smartlock.core.issuance import SessionKey
+from smartlock.core.lock_verifier import (
+    KEEP_EXPIRED_KEYS_S,
+    AccessGranted,
+    KeyInstalled,
+    LockVerifier,
+)
+from smartlock.core.messages import Action
+from smartlock.core.token import advertising_data, make_token, token_is_valid
+
+NOW = 1_800_000_000.0
+LOCK = "lock1"
+OTHER_LOCK = "lock2"
+TTL_S = 300
+
+
+def _ad(key: SessionKey, counter: int, action: Action = Action.UNLOCK) -> bytes:
+    return advertising_data(make_token(key, counter, action))
+
+
+def _reason(call, *args) -> Reason:
+    with pytest.raises(Rejected) as caught:
+        call(*args)
+    return caught.value.reason
+
+
+@pytest.fixture
+def issued(issue):
+    return issue(ttl_s=TTL_S)
+
+
+@pytest.fixture
+def verifier(make_verifier) -> LockVerifier:
+    return make_verifier()
+
+
+@pytest.fixture
+def key(verifier: LockVerifier, issued) -> SessionKey:
+    """A key installed in ``verifier`` through a real delivery."""
+    installed = verifier.accept_delivery(issued.lock_payload, NOW)
+    return installed.key
+
+
+# --- deliveries ---------------------------------------------------------------------------------
+
+
+def test_delivery_is_accepted_and_installs_the_key(verifier, issued) -> None:
+    installed = verifier.accept_delivery(issued.lock_payload, NOW)
+    assert installed == KeyInstalled(issued.issuance.key)
+    assert verifier.active_keys(NOW) == [issued.issuance.key]
+
+
+def test_replayed_delivery_is_rejected(verifier, issued) -> None:
+    verifier.accept_delivery(issued.lock_payload, NOW)
+    assert _reason(verifier.accept_delivery, issued.lock_payload, NOW + 1) is Reason.REPLAY
+
+
+def test_replayed_delivery_after_restart_is_rejected(verifier, issued, make_verifier) -> None:
+    verifier.accept_delivery(issued.lock_payload, NOW)
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert _reason(restarted.accept_delivery, issued.lock_payload, NOW + 1) is Reason.REPLAY
+
+
+def test_delivery_for_another_lock_is_rejected(verifier, issue) -> None:
+    issued = issue(lock_id=OTHER_LOCK)
+    assert _reason(verifier.accept_delivery, issued.lock_payload, NOW) is Reason.WRONG_LOCK
+    assert verifier.active_keys(NOW) == []
+
+
+def test_refused_delivery_installs_nothing(verifier, issued) -> None:
+    assert _reason(verifier.accept_delivery, issued.lock_payload, NOW + TTL_S) is Reason.EXPIRED
+    assert verifier.active_keys(NOW) == []
+    token = issued.issuance.key
+    assert _reason(verifier.check_advertisement, _ad(token, 1), NOW) is Reason.UNKNOWN_KEY
+
+
+def test_several_keys_are_held_side_by_side(verifier, issue) -> None:
+    first, second = issue(), issue(guest_id="guest2")
+    verifier.accept_delivery(first.lock_payload, NOW)
+    verifier.accept_delivery(second.lock_payload, NOW)
+    assert len(verifier.active_keys(NOW)) == 2
+    a, b = first.issuance.key, second.issuance.key
+    assert verifier.check_advertisement(_ad(a, 5), NOW) == AccessGranted(a, 5, Action.UNLOCK)
+    # counters are per key: b's counter 1 is still fresh
+    assert verifier.check_advertisement(_ad(b, 1), NOW) == AccessGranted(b, 1, Action.UNLOCK)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def test_token_is_accepted_once(verifier, key) -> None:
+    grant = verifier.check_advertisement(_ad(key, 1), NOW)
+    assert grant == AccessGranted(key, 1, Action.UNLOCK)
+
+
+def test_lock_action_is_reported(verifier, key) -> None:
+    grant = verifier.check_advertisement(_ad(key, 1, Action.LOCK), NOW)
+    assert grant == AccessGranted(key, 1, Action.LOCK)
+
+
+@pytest.mark.parametrize("later_s", [0.0, 0.5, 2.9, 3.0])
+def test_identical_advertisement_within_duplicate_window_is_ignored(
+    verifier, key, later_s: float
+) -> None:
+    ad = _ad(key, 1)
+    assert verifier.check_advertisement(ad, NOW) is not None
+    assert verifier.check_advertisement(ad, NOW + later_s) is None
+
+
+def test_advertisement_repeated_continuously_unlocks_once(verifier, key) -> None:
+    # a frame is evaluated at most once per 3 s window: one grant, then one replay per window
+    ad = _ad(key, 1)
+    outcomes = []
+    for i in range(100):  # every 0.1 s for 10 s
+        try:
+            outcomes.append(verifier.check_advertisement(ad, NOW + 0.1 * i))
+        except Rejected as refusal:
+            outcomes.append(refusal.reason)
+    assert outcomes[0] == AccessGranted(key, 1, Action.UNLOCK)
+    assert sum(isinstance(o, AccessGranted) for o in outcomes) == 1
+    assert outcomes.count(Reason.REPLAY) == 3  # at 3.1 s, 6.2 s and 9.3 s
+    assert outcomes.count(None) == 96
+
+
+def test_same_advertisement_after_duplicate_window_is_replay(verifier, key) -> None:
+    ad = _ad(key, 1)
+    verifier.check_advertisement(ad, NOW)
+    assert _reason(verifier.check_advertisement, ad, NOW + 3.5) is Reason.REPLAY
+    # the replay is reported once per window, not on every repeat
+    assert verifier.check_advertisement(ad, NOW + 4.0) is None
+    assert _reason(verifier.check_advertisement, ad, NOW + 7.0) is Reason.REPLAY
+
+
+def test_same_advertisement_seen_with_clock_gone_back_is_replay(verifier, key) -> None:
+    ad = _ad(key, 1)
+    verifier.check_advertisement(ad, NOW)
+    assert _reason(verifier.check_advertisement, ad, NOW - 1) is Reason.REPLAY
+
+
+def test_refused_advertisement_is_not_evaluated_again_within_the_window(verifier, key) -> None:
+    forged = _ad(SessionKey(key.header, b"\x00" * 32), 1)
+    assert _reason(verifier.check_advertisement, forged, NOW) is Reason.BAD_MAC
+    assert verifier.check_advertisement(forged, NOW + 1) is None
+    assert _reason(verifier.check_advertisement, forged, NOW + 4) is Reason.BAD_MAC
+
+
+def test_duplicate_window_is_configurable(make_verifier, issued) -> None:
+    verifier = make_verifier(duplicate_window_s=10.0)
+    key = verifier.accept_delivery(issued.lock_payload, NOW).key
+    ad = _ad(key, 1)
+    verifier.check_advertisement(ad, NOW)
+    assert verifier.check_advertisement(ad, NOW + 9) is None
+    assert _reason(verifier.check_advertisement, ad, NOW + 20) is Reason.REPLAY
+
+
+@pytest.mark.parametrize(
+    ("counter", "action"), [(5, Action.LOCK), (4, Action.UNLOCK), (1, Action.UNLOCK)]
+)
+def test_lower_or_equal_counter_is_replay(verifier, key, counter: int, action: Action) -> None:
+    verifier.check_advertisement(_ad(key, 5), NOW)
+    assert _reason(verifier.check_advertisement, _ad(key, counter, action), NOW) is Reason.REPLAY
+
+
+def test_higher_counter_is_accepted(verifier, key) -> None:
+    assert verifier.check_advertisement(_ad(key, 5), NOW) is not None
+    grant = verifier.check_advertisement(_ad(key, 6), NOW + 1)
+    assert grant == AccessGranted(key, 6, Action.UNLOCK)
+    grant = verifier.check_advertisement(_ad(key, 1000), NOW + 2)
+    assert grant == AccessGranted(key, 1000, Action.UNLOCK)
+
+
+def test_token_replayed_after_restart_is_rejected(verifier, key, make_verifier) -> None:
+    ad = _ad(key, 1)
+    verifier.check_advertisement(ad, NOW)
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    # even within what would have been the duplicate window: a restart forgets the window
+    assert _reason(restarted.check_advertisement, ad, NOW + 0.5) is Reason.REPLAY
+    assert _reason(restarted.check_advertisement, _ad(key, 1, Action.LOCK), NOW) is Reason.REPLAY
+
+
+def test_restored_verifier_accepts_the_next_counter(verifier, key, make_verifier) -> None:
+    verifier.check_advertisement(_ad(key, 3), NOW)
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert restarted.active_keys(NOW) == [key]
+    assert restarted.check_advertisement(_ad(key, 4), NOW) == AccessGranted(key, 4, Action.UNLOCK)
+
+
+def test_token_under_same_key_made_for_another_lock_is_bad_mac(verifier, key) -> None:
+    # the same key id and secret, but a token computed for lock2
+    key_for_other_lock = SessionKey(dataclasses.replace(key.header, lock_id=OTHER_LOCK), key.secret)
+    frame = make_token(key_for_other_lock, 1)
+    assert token_is_valid(frame, key_for_other_lock, OTHER_LOCK)
+    assert not token_is_valid(frame, key_for_other_lock, LOCK)
+    assert _reason(verifier.check_advertisement, advertising_data(frame), NOW) is Reason.BAD_MAC
+
+
+def test_token_under_a_forged_secret_is_bad_mac(verifier, key) -> None:
+    forged = SessionKey(key.header, b"\x00" * 32)
+    assert _reason(verifier.check_advertisement, _ad(forged, 1), NOW) is Reason.BAD_MAC
+
+
+def test_refused_token_does_not_advance_the_counter(verifier, key) -> None:
+    forged = SessionKey(key.header, b"\x00" * 32)
+    assert _reason(verifier.check_advertisement, _ad(forged, 60_000), NOW) is Reason.BAD_MAC
+    assert verifier.check_advertisement(_ad(key, 2), NOW) is not None
+
+
+def test_token_after_expiry_is_rejected(verifier, key) -> None:
+    assert verifier.check_advertisement(_ad(key, 1), NOW + TTL_S - 1) is not None
+    assert _reason(verifier.check_advertisement, _ad(key, 2), NOW + TTL_S) is Reason.EXPIRED
+    assert _reason(verifier.check_advertisement, _ad(key, 3), NOW + TTL_S + 3000) is Reason.EXPIRED
+
+
+def test_token_under_unknown_key_is_rejected(verifier, key, issue) -> None:
+    never_delivered = issue().issuance.key
+    assert never_delivered.key_id[:4] != key.key_id[:4]
+    assert _reason(verifier.check_advertisement, _ad(never_delivered, 1), NOW) is Reason.UNKNOWN_KEY
+
+
+def test_every_single_bit_flip_of_the_token_is_rejected(verifier, key) -> None:
+    frame = bytes(make_token(key, 7))
+    prefix = _ad(key, 7)[: -len(frame)]
+    expected = (
+        [Reason.WRONG_VERSION]  # version
+        + [Reason.MALFORMED]  # action: 1 flips to 0, 3, 5, 9, ... never to 2
+        + [Reason.UNKNOWN_KEY] * 4  # key handle
+        + [Reason.BAD_MAC] * 2  # counter is inside the MAC
+        + [Reason.BAD_MAC] * 16  # tag
+    )
+    assert len(frame) == len(expected) == 24
+    for bit in range(8 * len(frame)):
+        flipped = bytearray(frame)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(Rejected) as caught:
+            verifier.check_advertisement(prefix + bytes(flipped), NOW)
+        assert caught.value.reason is expected[bit // 8], f"bit {bit}"
+    # none of them consumed the counter: the genuine token still opens
+    assert verifier.check_advertisement(prefix + frame, NOW) == AccessGranted(key, 7, Action.UNLOCK)
+
+
+def test_truncated_mac_is_malformed(verifier, key) -> None:
+    frame = bytes(make_token(key, 1))
+    for size in (8, 23):
+        ad = _ad(key, 1)[: -len(frame)] + frame[:size]
+        ad = ad[:3] + bytes([ad[3] - (len(frame) - size)]) + ad[4:]  # keep the AD length honest
+        assert _reason(verifier.check_advertisement, ad, NOW) is Reason.MALFORMED
+
+
+def test_advertising_data_over_31_bytes_is_oversized(verifier, key) -> None:
+    ad = _ad(key, 1) + b"\x00"
+    assert _reason(verifier.check_advertisement, ad, NOW) is Reason.OVERSIZED
+
+
+def test_ad_structure_overrun_is_malformed(verifier, key) -> None:
+    ad = _ad(key, 1)[:-1]
+    assert _reason(verifier.check_advertisement, ad, NOW) is Reason.MALFORMED
+
+
+def test_advertisement_without_our_company_id_is_ignored(verifier, key) -> None:
+    ad = bytearray(_ad(key, 1))
+    ad[5:7] = (0x004C).to_bytes(2, "little")
+    assert verifier.check_advertisement(bytes(ad), NOW) is None
+    assert verifier.check_advertisement(b"\x02\x01\x06", NOW) is None
+    # and it did not consume anything
+    assert verifier.check_advertisement(_ad(key, 1), NOW) is not None
+
+
+# --- state: snapshot, restore, prune -----------------------------------------------------------
+
+
+def test_snapshot_names_this_lock_and_is_refused_by_another(verifier, key, make_verifier) -> None:
+    verifier.check_advertisement(_ad(key, 1), NOW)
+    snapshot = verifier.snapshot()
+    assert json.loads(snapshot)["lock_id"] == LOCK
+    other = make_verifier(lock_id=OTHER_LOCK)
+    with pytest.raises(ValueError, match="unreadable"):
+        other.restore(snapshot)
+    assert other.active_keys(NOW) == []
+
+
+def test_snapshot_of_another_version_is_refused(verifier, key, make_verifier) -> None:
+    state = json.loads(verifier.snapshot())
+    state["version"] = 2
+    with pytest.raises(ValueError, match="unreadable"):
+        make_verifier().restore(json.dumps(state).encode())
+
+
+def test_snapshot_restores_to_an_equal_snapshot(verifier, key, make_verifier) -> None:
+    verifier.check_advertisement(_ad(key, 9), NOW)
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert restarted.snapshot() == verifier.snapshot()
+
+
+def _valid_state() -> dict:
+    return {
+        "version": 1,
+        "lock_id": LOCK,
+        "keys": [
+            {
+                "key_id": "00" * 16,
+                "issued_at": int(NOW),
+                "expires_at": int(NOW) + 300,
+                "lock_id": LOCK,
+                "guest_id": "guest1",
+                "secret": "11" * 32,
+                "last_counter": 3,
+            }
+        ],
+        "seen_deliveries": {"00" * 16: int(NOW) + 300},
+    }
+
+
+def _mutated(path: tuple, value) -> bytes:
+    state = _valid_state()
+    target = state
+    for step in path[:-1]:
+        target = target[step]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return json.dumps(state).encode()
+
+
+_DELETE = object()
+
+GARBAGE = [
+    pytest.param(b"", id="empty"),
+    pytest.param(b"not json", id="not-json"),
+    pytest.param(b"\xff\xfe\x00", id="not-utf8"),
+    pytest.param(b"[]", id="list"),
+    pytest.param(b"null", id="null"),
+    pytest.param(b"42", id="number"),
+    pytest.param(b"{}", id="empty-object"),
+    pytest.param(_mutated(("version",), _DELETE), id="no-version"),
+    pytest.param(_mutated(("lock_id",), _DELETE), id="no-lock-id"),
+    pytest.param(_mutated(("keys",), _DELETE), id="no-keys"),
+    pytest.param(_mutated(("keys",), None), id="keys-null"),
+    pytest.param(_mutated(("keys",), 5), id="keys-number"),
+    pytest.param(_mutated(("keys",), ["x"]), id="key-not-object"),
+    pytest.param(_mutated(("keys", 0, "key_id"), "zz"), id="key-id-not-hex"),
+    pytest.param(_mutated(("keys", 0, "key_id"), "00"), id="key-id-short"),
+    pytest.param(_mutated(("keys", 0, "key_id"), 7), id="key-id-number"),
+    pytest.param(_mutated(("keys", 0, "secret"), "xyz"), id="secret-not-hex"),
+    pytest.param(_mutated(("keys", 0, "guest_id"), "Not An Id"), id="bad-guest-id"),
+    pytest.param(_mutated(("keys", 0, "issued_at"), "soon"), id="issued-at-text"),
+    pytest.param(_mutated(("keys", 0, "last_counter"), [1]), id="counter-list"),
+    pytest.param(_mutated(("keys", 0, "expires_at"), _DELETE), id="no-expires-at"),
+    pytest.param(_mutated(("seen_deliveries",), _DELETE), id="no-seen"),
+    pytest.param(_mutated(("seen_deliveries", "00" * 16), "never"), id="seen-value-text"),
+    pytest.param(_mutated(("seen_deliveries",), []), id="seen-deliveries-list"),
+    pytest.param(_mutated(("seen_deliveries",), None), id="seen-deliveries-null"),
+    pytest.param(
+        json.dumps(_valid_state())
+        .encode()
+        .replace(b'"issued_at": 1800000000', b'"issued_at": Infinity'),
+        id="issued-at-infinity",
+    ),
+    pytest.param(b"[" * 100_000, id="deeply-nested"),
+]
+
+
+def test_valid_state_fixture_restores(verifier) -> None:
+    # guards GARBAGE: each entry differs from a restorable state only by its defect
+    verifier.restore(json.dumps(_valid_state()).encode())
+    assert len(verifier.active_keys(NOW)) == 1
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+def test_restore_of_garbage_raises_value_error_and_keeps_state(
+    verifier, key, garbage: bytes
+) -> None:
+    before = verifier.snapshot()
+    with pytest.raises(ValueError, match="unreadable"):
+        verifier.restore(garbage)
+    assert verifier.snapshot() == before
+
+
+def test_prune_keeps_expired_keys_for_an_hour_then_drops_them(verifier, key) -> None:
+    expires_at = key.header.expires_at
+    verifier.prune(expires_at + KEEP_EXPIRED_KEYS_S - 1)
+    assert verifier.active_keys(expires_at - 1) == [key]
+    reason = _reason(
+        verifier.check_advertisement, _ad(key, 1), expires_at + KEEP_EXPIRED_KEYS_S - 1
+    )
+    assert reason is Reason.EXPIRED
+
+    verifier.prune(expires_at + KEEP_EXPIRED_KEYS_S)
+    assert verifier.active_keys(expires_at - 1) == []
+    state = json.loads(verifier.snapshot())
+    assert state["keys"] == []
+    assert state["seen_deliveries"] == {}
+    reason = _reason(verifier.check_advertisement, _ad(key, 2), expires_at + KEEP_EXPIRED_KEYS_S)
+    assert reason is Reason.UNKNOWN_KEY
+
+
+def test_accepting_a_delivery_prunes_long_expired_keys(verifier, key, issue) -> None:
+    later = key.header.expires_at + KEEP_EXPIRED_KEYS_S
+    fresh = issue(now=later)
+    verifier.accept_delivery(fresh.lock_payload, later)
+    assert verifier.active_keys(later) == [fresh.issuance.key]
+    assert [k["key_id"] for k in json.loads(verifier.snapshot())["keys"]] == [
+        fresh.issuance.key.key_id.hex()
+    ]
+
+
+def test_pruned_delivery_cannot_be_replayed(verifier, issued) -> None:
+    verifier.accept_delivery(issued.lock_payload, NOW)
+    later = NOW + TTL_S + KEEP_EXPIRED_KEYS_S
+    verifier.prune(later)
+    assert _reason(verifier.accept_delivery, issued.lock_payload, later) is Reason.EXPIRED
+
+
+def test_active_keys_leave_out_expired_keys(verifier, key) -> None:
+    assert verifier.active_keys(NOW + TTL_S - 1) == [key]
+    assert verifier.active_keys(NOW + TTL_S) == []
