@@ -9,6 +9,8 @@ import logging
 from enum import StrEnum
 from typing import Any, Protocol
 
+from smartlock.core.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,11 +58,17 @@ class GpioRelayActuator:
     def __init__(
         self, pin: int | str, *, active_high: bool = True, pin_factory: Any = None
     ) -> None:
-        from gpiozero import DigitalOutputDevice  # lazy: only devices with a relay need it
+        from gpiozero import DigitalOutputDevice, GPIOZeroError  # lazy: only relays need it
 
-        self._relay = DigitalOutputDevice(
-            pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
-        )
+        try:
+            self._relay = DigitalOutputDevice(
+                pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+            )
+        except GPIOZeroError as exc:
+            raise ConfigError(
+                f"cannot drive GPIO pin {pin}: {exc} (is this a board with GPIO, and is a pin "
+                "library such as lgpio installed?)"
+            ) from None
         self.state = BoltState.LOCKED
 
     def _confirm(self, expected: bool, state: BoltState) -> BoltState:

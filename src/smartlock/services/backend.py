@@ -85,6 +85,9 @@ class Backend:
                 logger.warning("Ignored message on unexpected topic %s", message.topic)
         except Rejected as rejected:
             self.rejections.record("message", rejected, message.topic)
+        except Exception:  # a bug must cost one message, never the service
+            self.rejections.counts["internal_error"] += 1
+            logger.exception("Internal error on a message from %s; dropped", message.topic)
 
     def _on_request(self, guest_id: str, payload: bytes) -> None:
         answer = self.issuer.on_request(guest_id, payload, self._clock())

@@ -99,6 +99,7 @@ class GuestApp:
             lock_id, self.guest_id, action, advertising_interval_ms=self._interval_ms
         )
         started = time.perf_counter()
+        phase = "could not reach the broker and the radio"
         try:
             async with asyncio.timeout(timeout_s), contextlib.AsyncExitStack() as stack:
                 # The radio powers up while the key is on its way.
@@ -111,14 +112,16 @@ class GuestApp:
                 await mqtt.subscribe(self.session_topic)
                 await mqtt.subscribe(self.events_topic)
                 messages = mqtt.messages()
+                phase = "the backend did not answer the key request (is it running?)"
                 asked = time.perf_counter()
                 key = await self._request_key(mqtt, messages, lock_id, result)
                 result.key_request_ms = (time.perf_counter() - asked) * 1000
+                phase = f"{lock_id} did not confirm (is it running and in radio range?)"
                 ble_started = time.perf_counter()
                 await self._advertise_until_acknowledged(radio, messages, key, action, result)
                 result.ble_ms = (time.perf_counter() - ble_started) * 1000
         except TimeoutError:
-            raise UnlockFailed(f"{lock_id} did not open within {timeout_s:.0f} s") from None
+            raise UnlockFailed(f"gave up after {timeout_s:.0f} s: {phase}") from None
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
 

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from smartlock import crypto
 from smartlock.adapters.actuator import Actuator, LoggingActuator
@@ -25,6 +26,7 @@ from smartlock.services.common import Outbox, Rejections, reconnecting
 from smartlock.site import BACKEND_USER, Site, write_private
 
 logger = logging.getLogger("smartlock.lock")
+T = TypeVar("T")
 
 DEFAULT_RELOCK_AFTER_S = 5.0
 
@@ -98,7 +100,15 @@ class LockAgent:
                 tasks.create_task(self._outbox.drain(mqtt.publish), name="lock-outbox")
                 async for message in mqtt.messages():
                     if message.topic == self.session_topic:
-                        self.on_delivery(message.payload)
+                        self._safely(self.on_delivery, message.payload)
+
+    def _safely(self, handler: Callable[[T], None], item: T) -> None:
+        """A bug costs one message or advertisement, never the lock (the bolt stays as it is)."""
+        try:
+            handler(item)
+        except Exception:
+            self.rejections.counts["internal_error"] += 1
+            logger.exception("Internal error in %s; input dropped", handler.__name__)
 
     def on_delivery(self, payload: bytes) -> None:
         try:
@@ -133,7 +143,7 @@ class LockAgent:
             scanner = radio.scan()
             self.radio_ready.set()
             async for report in scanner:
-                self.on_advertisement(report)
+                self._safely(self.on_advertisement, report)
 
     def on_advertisement(self, report: AdvertisingReport) -> None:
         try:

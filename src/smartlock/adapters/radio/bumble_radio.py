@@ -40,9 +40,14 @@ class BumbleRadio:
         try:
             self._transport = await asyncio.wait_for(open_transport(self.transport_name), 10)
         except (OSError, TimeoutError, ValueError) as exc:
+            hint = (
+                " (is the radio hub running? 'smartlock radio-hub')"
+                if self.transport_name.startswith("unix:")
+                else ""
+            )
             raise ConfigError(
-                f"cannot open the radio {self.transport_name!r}: {exc.__class__.__name__}: {exc} "
-                "(is the radio hub running? 'smartlock radio-hub')"
+                f"cannot open the radio {self.transport_name!r}: {exc.__class__.__name__}: {exc}"
+                + hint
             ) from None
         except Exception as exc:  # bumble raises its own error types for unknown schemes
             raise ConfigError(f"cannot open the radio {self.transport_name!r}: {exc}") from None

@@ -1,0 +1,58 @@
+"""A guest whose backend or lock is not there gets a clear answer, not a hang or a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from conftest import SNIFFER, System, new_site_dir, provision, run_guest
+
+from smartlock.adapters.processes import Child
+from smartlock.site import Site
+
+
+@pytest_asyncio.fixture(scope="module")
+async def bare_site() -> AsyncIterator[tuple[Site, list[Child]]]:
+    """Broker and radio only; the tests start the rest."""
+    root = new_site_dir()
+    site = provision(root)
+    broker = await Child.smartlock("broker", "broker", "--site", str(root)).start()
+    await broker.wait_for(r"Broker listening")
+    radio = await Child.smartlock(
+        "radio", "radio-hub", "--site", str(root), "--extra", SNIFFER
+    ).start()
+    await radio.wait_for(r"Radio hub ready")
+    children = [radio, broker]
+    yield site, children
+    for child in children:
+        await child.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_guest_is_told_when_the_backend_does_not_answer(
+    bare_site: tuple[Site, list[Child]],
+) -> None:
+    site, _ = bare_site
+    guest = await run_guest(site, "lock_01", "guest_01", timeout_s=3)
+    assert guest.returncode == 2
+    assert "the backend did not answer the key request" in guest.output()
+    assert "Traceback" not in guest.output()
+
+
+async def test_guest_is_told_when_the_lock_is_offline_then_succeeds_once_it_is_back(
+    bare_site: tuple[Site, list[Child]],
+) -> None:
+    site, children = bare_site
+    backend = await Child.smartlock("backend", "backend", "--site", str(site.root)).start()
+    children.insert(0, backend)
+    await backend.wait_for(r"Backend listening")
+    guest = await run_guest(site, "lock_01", "guest_01", timeout_s=15)
+    assert guest.returncode == 2
+    assert "refused a key for lock_01: lock_unreachable" in guest.output()
+    system = System(site, children[-1], children[-2], backend)
+    lock = await system.start_lock("lock_01")
+    children.insert(0, lock)
+    guest = await run_guest(site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()
+    await lock.wait_for(r"UNLOCKED lock_01 for guest_01")
