@@ -202,11 +202,15 @@ def check_broker_can_reach(site: Site) -> None:
     gid = _broker_group()
     if gid is None:
         return
+    try:
+        broker_uid: int | None = pwd.getpwnam(BROKER_USER).pw_uid
+    except KeyError:
+        broker_uid = None
     for directory in [site.broker_dir, *site.broker_dir.parents]:
         st = directory.stat()
         others_x = st.st_mode & stat.S_IXOTH
         group_x = st.st_mode & stat.S_IXGRP and st.st_gid == gid
-        if not (others_x or group_x or st.st_uid == pwd.getpwnam(BROKER_USER).pw_uid):
+        if not (others_x or group_x or st.st_uid == broker_uid):
             raise ConfigError(
                 f"the broker runs as user '{BROKER_USER}', which cannot enter {directory}; "
                 f"put the site under a directory it can traverse (e.g. /srv or /tmp) or "
@@ -273,22 +277,26 @@ class BrokerProcess:
         """Override or replace to see the broker's log (the demo prefixes and prints it)."""
 
     async def _wait_ready(self) -> None:
+        """Until a verified TLS handshake succeeds; a broker that exits is reported at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._ready_timeout_s
-        while loop.time() < deadline:
-            assert self.process
-            if self.process.returncode is not None:
-                await asyncio.sleep(0.05)  # let the log pump drain
-                tail = "\n".join(self.log[-5:])
-                raise ConfigError(f"mosquitto exited with code {self.process.returncode}:\n{tail}")
+        while True:
+            await self._raise_if_exited()
+            attempt_s = min(0.5, deadline - loop.time())
+            if attempt_s <= 0:
+                break
             try:  # a full TLS handshake, verified like any client: the listener really serves TLS
-                _, writer = await asyncio.open_connection(
-                    self.site.broker_host,
-                    self.port,
-                    ssl=client_tls_context(self.site),
-                    server_hostname=self.site.broker_host,
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.site.broker_host,
+                        self.port,
+                        ssl=client_tls_context(self.site),
+                        server_hostname=self.site.broker_host,
+                        ssl_handshake_timeout=attempt_s,
+                    ),
+                    timeout=attempt_s,
                 )
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError, TimeoutError):
                 await asyncio.sleep(0.05)
                 continue
             writer.close()
@@ -297,6 +305,15 @@ class BrokerProcess:
         raise ConfigError(
             f"mosquitto did not open port {self.port} within {self._ready_timeout_s} s"
         )
+
+    async def _raise_if_exited(self) -> None:
+        assert self.process
+        if self.process.returncode is None:
+            return
+        if self._pump:  # let the log pump drain, so the reason is in the message
+            await asyncio.wait([self._pump], timeout=1)
+        tail = "\n".join(self.log[-5:])
+        raise ConfigError(f"mosquitto exited with code {self.process.returncode}:\n{tail}")
 
     async def stop(self) -> None:
         if self.process and self.process.returncode is None:

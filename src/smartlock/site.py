@@ -129,6 +129,8 @@ class Site:
             )
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
             if data.get("version") != SITE_VERSION:
                 raise ConfigError(f"{path}: unsupported site version {data.get('version')!r}")
             site = cls(
@@ -141,7 +143,10 @@ class Site:
                 grants=tuple((str(g), str(lk)) for g, lk in data["grants"]),
                 session_ttl_s=int(data.get("session_ttl_s", DEFAULT_KEY_TTL_S)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            validate_site_spec(
+                list(site.locks), list(site.guests), list(site.grants), site.session_ttl_s
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
         return site
 
@@ -235,6 +240,8 @@ def provision_site(
 
     validate_site_spec(locks, guests, grants, session_ttl_s)
     root = root.resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} exists and is not a directory")
     if root.exists() and any(root.iterdir()):
         if not force:
             raise ConfigError(f"{root} is not empty; pass --force to replace the site in it")

@@ -1,0 +1,270 @@
+"""The lock agent's decisions, driven directly: key deliveries into on_delivery, advertising
+reports into on_advertisement -- no broker, no radio.  Deliveries and tokens are real: signed
+with the site's backend key and MACed under the session key, as the backend and guest do."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from smartlock import crypto
+from smartlock.adapters.actuator import Actuator, BoltState, LoggingActuator
+from smartlock.adapters.radio import AdvertisingReport
+from smartlock.core.errors import ConfigError
+from smartlock.core.issuance import Issuance, issue_session_key
+from smartlock.core.messages import Action, SessionRequest
+from smartlock.core.token import advertising_data, make_token
+from smartlock.services.guest_app import GuestApp
+from smartlock.services.lock_agent import LockAgent
+from smartlock.site import BACKEND_USER, Site, provision_site
+
+LOCK = "lock_01"
+OTHER_LOCK = "lock_02"
+GUEST = "guest_01"
+RELOCK_S = 0.05
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
+    yield provision_site(
+        root,
+        locks=[LOCK, OTHER_LOCK],
+        guests=[GUEST],
+        grants=[(GUEST, LOCK), (GUEST, OTHER_LOCK)],
+        broker_host="127.0.0.1",
+        broker_port=18883,
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_lock_state(site: Site) -> Iterator[None]:
+    """Every test starts with locks that have never seen a key."""
+    paths = [site.identity_dir(lock) / "state.json" for lock in site.locks]
+    for path in paths:
+        path.unlink(missing_ok=True)
+    yield
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def issue(site: Site, lock_id: str = LOCK, *, now: float | None = None) -> Issuance:
+    now = time.time() if now is None else now
+    request = SessionRequest(crypto.random_bytes(16), int(now), lock_id)
+    return issue_session_key(
+        request=request,
+        guest_id=GUEST,
+        now=now,
+        ttl_s=300,
+        backend_key=site.private_key(BACKEND_USER),
+        lock_public=site.public_key(lock_id),
+        guest_public=site.public_key(GUEST),
+        random_bytes=crypto.random_bytes,
+    )
+
+
+def delivery(issuance: Issuance) -> bytes:
+    return bytes(issuance.lock_delivery)
+
+
+def token(issuance: Issuance, counter: int, action: Action = Action.UNLOCK) -> AdvertisingReport:
+    data = advertising_data(make_token(issuance.key, counter, action))
+    return AdvertisingReport("guest-phone", -50, data)
+
+
+def agent_for(site: Site, actuator: Actuator | None = None) -> LockAgent:
+    return LockAgent(
+        site,
+        LOCK,
+        radio="memory:unused",
+        actuator=actuator or LoggingActuator(),
+        relock_after_s=RELOCK_S,
+    )
+
+
+def bolt(agent: LockAgent) -> LoggingActuator:
+    assert isinstance(agent.actuator, LoggingActuator)
+    return agent.actuator
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    """Poll ``condition``: the code under test offers no event to wait on."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+class JammedBolt:
+    """An actuator whose bolt never moves."""
+
+    def __init__(self) -> None:
+        self.state = BoltState.LOCKED
+        self.attempts = 0
+
+    def unlock(self) -> BoltState:
+        self.attempts += 1
+        raise RuntimeError("relay did not switch to UNLOCKED")
+
+    def lock(self) -> BoltState:
+        self.attempts += 1
+        raise RuntimeError("relay did not switch to LOCKED")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+# --- unlocking ----------------------------------------------------------------------------------
+
+
+async def test_token_under_a_delivered_key_unlocks_then_the_bolt_relocks(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(token(issued, 1))
+    assert bolt(agent).movements == [BoltState.UNLOCKED]
+    await until(lambda: bolt(agent).state is BoltState.LOCKED)
+    assert bolt(agent).movements == [BoltState.UNLOCKED, BoltState.LOCKED]
+    assert sum(agent.rejections.counts.values()) == 0
+
+
+async def test_lock_token_throws_the_bolt_without_a_relock(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(token(issued, 1, Action.LOCK))
+    await asyncio.sleep(RELOCK_S * 3)
+    assert bolt(agent).movements == [BoltState.LOCKED]
+
+
+async def test_token_before_its_key_arrived_moves_nothing(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_advertisement(token(issued, 1))
+    assert bolt(agent).movements == []
+    assert agent.rejections.counts["unknown_key"] == 1
+
+
+async def test_repeated_advertisement_moves_the_bolt_once(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    for _ in range(5):  # a guest's phone advertises each token many times a second
+        agent.on_advertisement(token(issued, 1))
+    assert bolt(agent).movements == [BoltState.UNLOCKED]
+    assert sum(agent.rejections.counts.values()) == 0
+    await until(lambda: bolt(agent).state is BoltState.LOCKED)
+
+
+async def test_delivery_for_another_lock_is_refused_and_stores_nothing(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site, OTHER_LOCK)
+    agent.on_delivery(delivery(issued))
+    assert agent.rejections.counts["wrong_lock"] == 1
+    assert not agent.state_path.exists()
+    agent.on_advertisement(token(issued, 1))
+    assert bolt(agent).movements == []
+
+
+# --- durable state --------------------------------------------------------------------------
+
+
+async def test_state_file_is_private_to_the_lock(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    assert agent.state_path.is_file()
+    assert stat.S_IMODE(agent.state_path.stat().st_mode) == 0o600
+    agent.on_advertisement(token(issued, 1))
+    await until(lambda: bolt(agent).state is BoltState.LOCKED)
+    assert stat.S_IMODE(agent.state_path.stat().st_mode) == 0o600
+
+
+async def test_restarted_agent_refuses_a_token_used_before_the_restart(site: Site) -> None:
+    first = agent_for(site)
+    issued = issue(site)
+    first.on_delivery(delivery(issued))
+    first.on_advertisement(token(issued, 1))
+    assert bolt(first).movements == [BoltState.UNLOCKED]
+    await until(lambda: bolt(first).state is BoltState.LOCKED)
+
+    restarted = agent_for(site)
+    restarted.on_advertisement(token(issued, 1))
+    assert restarted.rejections.counts["replay"] == 1
+    assert bolt(restarted).movements == []
+    # it restored the key itself, not just a refusal: the next token still opens
+    restarted.on_advertisement(token(issued, 2))
+    assert bolt(restarted).movements == [BoltState.UNLOCKED]
+    await until(lambda: bolt(restarted).state is BoltState.LOCKED)
+
+
+async def test_restarted_agent_refuses_a_replayed_key_delivery(site: Site) -> None:
+    issued = issue(site)
+    agent_for(site).on_delivery(delivery(issued))
+    restarted = agent_for(site)
+    restarted.on_delivery(delivery(issued))
+    assert restarted.rejections.counts["replay"] == 1
+
+
+async def test_damaged_state_file_is_a_config_error(site: Site) -> None:
+    state = site.identity_dir(LOCK) / "state.json"
+    state.write_bytes(b"{not json")
+    with pytest.raises(ConfigError, match=r"state\.json: unreadable lock state"):
+        agent_for(site)
+
+
+# --- a bolt that does not move ----------------------------------------------------------------
+
+
+async def test_jammed_bolt_does_not_escape_on_advertisement(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    jammed = JammedBolt()
+    agent = agent_for(site, jammed)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(token(issued, 1))  # must not raise
+    assert jammed.attempts == 1
+    assert jammed.state is BoltState.LOCKED
+    assert any("The bolt did not move for guest_01" in m for m in caplog.messages)
+    await asyncio.sleep(RELOCK_S * 3)
+    assert jammed.attempts == 1  # no relock was scheduled for a bolt that never opened
+
+
+async def test_token_is_spent_even_when_the_bolt_jams(site: Site) -> None:
+    # the counter is stored before the bolt moves, so a crash or a jam never lets it work twice
+    agent = agent_for(site, JammedBolt())
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(token(issued, 1))
+    restarted = agent_for(site)
+    restarted.on_advertisement(token(issued, 1))
+    assert restarted.rejections.counts["replay"] == 1
+    assert bolt(restarted).movements == []
+
+
+# --- identities -------------------------------------------------------------------------------
+
+
+def test_lock_agent_for_an_unknown_lock_is_a_config_error(site: Site) -> None:
+    with pytest.raises(ConfigError, match=r"no lock 'lock_99'.*locks: lock_01, lock_02"):
+        LockAgent(site, "lock_99")
+
+
+def test_guest_app_for_an_unknown_guest_is_a_config_error(site: Site) -> None:
+    with pytest.raises(ConfigError, match=r"no guest 'guest_99'.*guests: guest_01"):
+        GuestApp(site, "guest_99")
+
+
+def test_a_lock_id_is_not_a_guest_id(site: Site) -> None:
+    with pytest.raises(ConfigError, match="no guest 'lock_01'"):
+        GuestApp(site, LOCK)
+    with pytest.raises(ConfigError, match="no lock 'guest_01'"):
+        LockAgent(site, GUEST)
