@@ -183,6 +183,9 @@ class LockAgent:
             logger.info("UNLOCKED %s for %s", self.lock_id, guest_id)
             self._schedule_relock()
         else:
+            if self._relock is not None:  # already locked: the pending relock has nothing to do
+                self._relock.cancel()
+                self._relock = None
             logger.info("LOCKED %s for %s", self.lock_id, guest_id)
         event = make_access_event(
             granted, lock_key=self._lock_key, now=self._clock(), random_bytes=crypto.random_bytes
