@@ -328,6 +328,11 @@ async def test_broker_process_serves_tls_for_the_site_and_stops_with_the_block(
                 )
             if os.geteuid() == 0:
                 assert _uid_of(broker.process.pid) == pwd.getpwnam(BROKER_USER).pw_uid
+            # exactly the one TLS listener: a listener option misplaced in the config would
+            # silently add a plain-text default listener on 1883
+            listening = [line for line in broker.log if "listen socket on port" in line]
+            assert len(listening) == 1, listening
+            assert f"port {port}." in listening[0]
         assert broker.process.returncode == 0
     assert any("terminating" in line for line in broker.log)
     with pytest.raises(ConnectionRefusedError):

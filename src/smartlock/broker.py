@@ -23,6 +23,7 @@ import socket
 import ssl
 import stat
 import subprocess
+from collections import deque
 from pathlib import Path
 
 from smartlock.core.errors import ConfigError
@@ -78,6 +79,7 @@ def render_config(site: Site, *, port: int | None = None) -> str:
         f"password_file {d / 'passwd'}",
         f"acl_file {d / 'acl'}",
         "persistence true",
+        "autosave_interval 60",
         f"persistence_location {d / 'data'}/",
         "log_dest stderr",
         "log_type error",
@@ -98,6 +100,8 @@ def render_config(site: Site, *, port: int | None = None) -> str:
         "",
         f"listener {port or site.broker_port} {site.broker_host}",
         "protocol mqtt",
+        # A listener option: before any 'listener' line it would open a default plain listener.
+        "use_username_as_clientid true",  # nobody can take over or kick out another's session
         f"certfile {d / 'broker.crt'}",
         f"keyfile {d / 'broker.key'}",
         "tls_version tlsv1.2",
@@ -165,6 +169,12 @@ def write_password_file(site: Site, passwords: dict[str, str]) -> None:
     except subprocess.CalledProcessError as exc:
         path.unlink(missing_ok=True)
         raise ConfigError(f"mosquitto_passwd failed with exit code {exc.returncode}") from None
+    except subprocess.TimeoutExpired:
+        path.unlink(missing_ok=True)
+        raise ConfigError("mosquitto_passwd did not finish within 60 s") from None
+    except BaseException:  # never leave plaintext passwords behind
+        path.unlink(missing_ok=True)
+        raise
     if any(
         ":" not in line or not line.split(":", 1)[1].startswith("$")
         for line in path.read_text().splitlines()
@@ -248,7 +258,7 @@ class BrokerProcess:
         self.port = port or site.broker_port
         self._ready_timeout_s = ready_timeout_s
         self.process: asyncio.subprocess.Process | None = None
-        self.log: list[str] = []
+        self.log: deque[str] = deque(maxlen=1000)  # the tail, for error messages
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -312,7 +322,7 @@ class BrokerProcess:
             return
         if self._pump:  # let the log pump drain, so the reason is in the message
             await asyncio.wait([self._pump], timeout=1)
-        tail = "\n".join(self.log[-5:])
+        tail = "\n".join(list(self.log)[-5:])
         raise ConfigError(f"mosquitto exited with code {self.process.returncode}:\n{tail}")
 
     async def stop(self) -> None:

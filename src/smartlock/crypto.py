@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -161,7 +161,7 @@ def mac_is_valid(key: bytes, label: bytes, message: bytes, tag: bytes) -> bool:
 class CertifiedKey:
     """A PEM private key and its PEM certificate."""
 
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)
     cert_pem: bytes
 
 

@@ -182,17 +182,30 @@ def _read_text(path: Path) -> str:
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` so that it is never readable by others, even for an instant."""
+    """Replace ``path`` with ``data`` atomically and durably, never readable by others.
+
+    The bytes go to a fresh 0600 temporary file (``O_EXCL | O_NOFOLLOW``), are fsynced, renamed
+    over ``path``, and the directory is fsynced: after a crash or a power cut the file holds
+    either the old or the new content, never a mix and never an older version than returned.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        with os.fdopen(fd, "wb", closefd=True) as handle:
+            handle.write(data)  # a buffered file writes everything or raises
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
     finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+        os.close(directory)
 
 
 def write_public(path: Path, data: bytes) -> None:

@@ -4,6 +4,7 @@ backend and lock agents as separate ``smartlock`` processes -- started exactly a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -73,6 +74,28 @@ class System:
         await child.wait_for(r"Scanning for BLE advertisements")
         self.locks[lock_id] = child
         return child
+
+    @contextlib.asynccontextmanager
+    async def paused(self, identity: str) -> AsyncIterator[None]:
+        """Stop the backend or a lock for the block, so a test can use its credentials.
+
+        The broker allows one session per user: borrowing a running service's credentials
+        would kick that service off the broker.
+        """
+        if identity == "backend":
+            await self.backend.stop()
+        else:
+            await self.locks[identity].stop()
+        try:
+            yield
+        finally:
+            if identity == "backend":
+                self.backend = await Child.smartlock(
+                    "backend", "backend", "--site", str(self.site.root)
+                ).start()
+                await self.backend.wait_for(r"Backend listening for session requests")
+            else:
+                await self.start_lock(identity)
 
     async def stop(self) -> None:
         for child in [*self.locks.values(), self.backend, self.radio, self.broker]:

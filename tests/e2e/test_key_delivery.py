@@ -39,18 +39,24 @@ def delivery(
     return bytes(issuance.lock_delivery)
 
 
-async def publish_as_backend(site: Site, topic: str, payload: bytes) -> None:
-    async with MqttConnection(site, site.credentials(BACKEND_USER)) as mqtt:
-        await mqtt.publish(topic, payload)
+async def publish_as_backend(system: System, topic: str, *payloads: bytes) -> None:
+    """Publish as the backend while the real one is paused (one session per user)."""
+    site = system.site
+    async with (
+        system.paused(BACKEND_USER),
+        MqttConnection(site, site.credentials(BACKEND_USER)) as mqtt,
+    ):
+        for payload in payloads:
+            await mqtt.publish(topic, payload)
 
 
 async def test_replayed_key_delivery_is_rejected(system: System) -> None:
     lock = system.locks["lock_01"]
     mark = len(lock.lines)
     payload = delivery(system.site, "lock_01")
-    await publish_as_backend(system.site, "locks/lock_01/session", payload)
+    await publish_as_backend(system, "locks/lock_01/session", payload)
     await lock.wait_for(r"Received session key", after=mark)
-    await publish_as_backend(system.site, "locks/lock_01/session", payload)
+    await publish_as_backend(system, "locks/lock_01/session", payload)
     await lock.wait_for(r"Rejected key delivery .*replay", after=mark)
     assert sum("Received session key" in line for line in lock.lines[mark:]) == 1
 
@@ -59,7 +65,7 @@ async def test_delivery_signed_by_another_key_is_rejected(system: System) -> Non
     lock = system.locks["lock_01"]
     mark = len(lock.lines)
     forged = delivery(system.site, "lock_01", signer=crypto.generate_private_key())
-    await publish_as_backend(system.site, "locks/lock_01/session", forged)
+    await publish_as_backend(system, "locks/lock_01/session", forged)
     await lock.wait_for(r"Rejected key delivery .*bad_signature", after=mark)
     assert not any("Received session key" in line for line in lock.lines[mark:])
 
@@ -67,7 +73,7 @@ async def test_delivery_signed_by_another_key_is_rejected(system: System) -> Non
 async def test_delivery_for_another_lock_is_rejected(system: System) -> None:
     lock = system.locks["lock_01"]
     mark = len(lock.lines)
-    await publish_as_backend(system.site, "locks/lock_01/session", delivery(system.site, "lock_02"))
+    await publish_as_backend(system, "locks/lock_01/session", delivery(system.site, "lock_02"))
     await lock.wait_for(r"Rejected key delivery .*wrong_lock", after=mark)
 
 
@@ -75,7 +81,7 @@ async def test_expired_delivery_is_rejected(system: System) -> None:
     lock = system.locks["lock_01"]
     mark = len(lock.lines)
     stale = delivery(system.site, "lock_01", issued_at=time.time() - 1000)
-    await publish_as_backend(system.site, "locks/lock_01/session", stale)
+    await publish_as_backend(system, "locks/lock_01/session", stale)
     await lock.wait_for(r"Rejected key delivery .*expired", after=mark)
 
 
@@ -89,8 +95,7 @@ async def test_malformed_deliveries_are_counted_and_the_lock_keeps_working(syste
         "wrong_type": good[:1] + b"\x05" + good[2:],
         "oversized": good + bytes(MAX_MESSAGE_BYTES),
     }
-    for payload in cases.values():
-        await publish_as_backend(system.site, "locks/lock_01/session", payload)
+    await publish_as_backend(system, "locks/lock_01/session", *cases.values())
     for reason in cases:
         await lock.wait_for(rf"Rejected key delivery .*{reason}", after=mark)
     assert not lock.exited()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest_asyncio
 from conftest import SNIFFER, System, new_site_dir, provision, run_guest
@@ -56,3 +59,30 @@ async def test_guest_is_told_when_the_lock_is_offline_then_succeeds_once_it_is_b
     guest = await run_guest(site, "lock_01", "guest_01")
     assert guest.returncode == 0, guest.output()
     await lock.wait_for(r"UNLOCKED lock_01 for guest_01")
+
+
+async def test_services_reconnect_after_the_broker_is_killed_and_restarted(
+    bare_site: tuple[Site, list[Child]],
+) -> None:
+    site, children = bare_site
+    backend = next(child for child in children if child.name == "backend")
+    lock = next(child for child in children if child.name == "lock_01")
+    broker = next(child for child in children if child.name == "broker")
+    assert broker.process is not None
+    children_file = f"/proc/{broker.process.pid}/task/{broker.process.pid}/children"
+    mosquitto = int(Path(children_file).read_text().split()[0])  # noqa: ASYNC240 - /proc
+    os.kill(mosquitto, signal.SIGKILL)  # the broker itself, not our wrapper around it
+    assert await broker.wait(timeout_s=10) != 0
+    await broker.wait_for(r"mosquitto exited")
+    await backend.wait_for(r"lost the broker")
+    await lock.wait_for(r"lost the broker")
+    restarted = await Child.smartlock("broker", "broker", "--site", str(site.root)).start()
+    children[children.index(broker)] = restarted
+    await restarted.wait_for(r"Broker listening")
+    for child, ready in ((backend, "Backend listening"), (lock, "Subscribed to locks/lock_01")):
+        lost_at = max(i for i, line in enumerate(child.lines) if "lost the broker" in line)
+        await child.wait_for(ready, after=lost_at)
+    assert not backend.exited()
+    assert not lock.exited()
+    guest = await run_guest(site, "lock_01", "guest_01")
+    assert guest.returncode == 0, guest.output()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from smartlock.broker import client_tls_context
 from smartlock.core.errors import SmartlockError
@@ -41,6 +43,15 @@ def _describe(exc: aiomqtt.MqttError) -> str:
     return text
 
 
+SESSION_EXPIRY_S = 24 * 3600
+
+
+def _session_properties(expiry_s: int) -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = expiry_s
+    return properties
+
+
 def close_refused_socket(client: aiomqtt.Client) -> None:
     """Close the socket aiomqtt 2.5 leaves open after a refused CONNECT.
 
@@ -65,7 +76,9 @@ class MqttConnection:
         """Connect as ``credentials`` to the site broker.
 
         ``persistent`` keeps the session (subscriptions and queued QoS 1 messages) on the
-        broker while the client is away; the client id is then the username.
+        broker for ``SESSION_EXPIRY_S`` while the client is away.  The broker makes every
+        client id the username (``use_username_as_clientid``), so no other user can take over
+        or kick out the session.
         """
         self._site = site
         self._credentials = credentials
@@ -78,6 +91,7 @@ class MqttConnection:
             identifier=credentials.username if persistent else None,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False if persistent else True,  # noqa: SIM211 - paho takes an enum-like int
+            properties=_session_properties(SESSION_EXPIRY_S if persistent else 0),
             tls_context=client_tls_context(site),
             timeout=timeout_s,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -108,10 +122,16 @@ class MqttConnection:
             logger.debug("disconnect from an already lost connection")
 
     async def subscribe(self, topic: str) -> None:
-        await self._client.subscribe(topic, qos=1)
+        try:
+            await self._client.subscribe(topic, qos=1)
+        except aiomqtt.MqttError as exc:
+            raise BrokerUnavailable(f"subscribe to {topic} failed: {_describe(exc)}") from None
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        await self._client.publish(topic, payload, qos=1, retain=retain)
+        try:
+            await self._client.publish(topic, payload, qos=1, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise BrokerUnavailable(f"publish to {topic} failed: {_describe(exc)}") from None
 
     async def messages(self) -> AsyncIterator[Incoming]:
         """Incoming messages; a lost connection ends them with :class:`BrokerUnavailable`."""

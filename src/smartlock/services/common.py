@@ -76,9 +76,10 @@ async def reconnecting(
         try:
             await session()
             return
-        except BrokerUnavailable as exc:
+        except* BrokerUnavailable as group:  # sessions run TaskGroups, which wrap errors
+            exc = group.exceptions[0]
             if any(marker in str(exc) for marker in FATAL_BROKER_ERRORS):
-                raise
+                raise exc from None
             if loop.time() - started > max_backoff_s:
                 backoff = 0.2  # it was connected for a while: start again from a short wait
             logger.warning("%s; retrying in %.1f s", exc, backoff)
