@@ -59,11 +59,13 @@ def open_guest(backend_key, guest_key):
         *,
         now: float = NOW,
         guest_id: str = GUEST,
+        lock_id: str = LOCK,
         key=None,
     ) -> SessionKey:
         return open_guest_delivery(
             payload,
             guest_id=guest_id,
+            lock_id=lock_id,
             request_id=request_id,
             backend_public=backend_key.public_key(),
             guest_key=key or guest_key,
@@ -352,6 +354,14 @@ def test_guest_delivery_for_another_guest_is_rejected(issue, open_guest) -> None
     issued = issue(guest_id=OTHER_GUEST)
     reason = _reason_of(open_guest, issued.guest_payload, issued.request.request_id)
     assert reason is Reason.WRONG_GUEST
+
+
+def test_guest_delivery_of_a_key_for_another_lock_is_rejected(issue, open_guest) -> None:
+    issued = issue()
+    reason = _reason_of(
+        open_guest, issued.guest_payload, issued.request.request_id, lock_id="lock_elsewhere"
+    )
+    assert reason is Reason.WRONG_LOCK
 
 
 def test_guest_delivery_for_another_request_is_rejected(issue, open_guest) -> None:

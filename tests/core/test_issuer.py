@@ -191,6 +191,7 @@ def test_valid_key_ack_releases_a_delivery_the_guest_can_open(
     key = open_guest_delivery(
         out.payload,
         guest_id="guest1",
+        lock_id="lock1",
         request_id=b"\x01" * 16,
         backend_public=backend_key.public_key(),
         guest_key=guest_key,
@@ -279,6 +280,7 @@ def test_full_flow_lets_the_guest_unlock_and_prove_the_lock_acted(
     guest_copy = open_guest_delivery(
         to_guest.payload,
         guest_id="guest1",
+        lock_id="lock1",
         request_id=b"\x01" * 16,
         backend_public=backend_key.public_key(),
         guest_key=guest_key,

@@ -190,15 +190,27 @@ def test_advertising_data_over_31_bytes_is_oversized() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        bytes([2, AD_FLAGS]),
         bytes([2, AD_FLAGS, 0x06, 5, AD_MANUFACTURER_SPECIFIC, 0xFF, 0xFF]),
-        bytes([30]),
         advertising_data(make_token(KEY_A, 1))[:-1],
     ],
-    ids=["flags-cut", "manufacturer-cut", "length-only", "token-cut"],
+    ids=["manufacturer-cut", "token-cut"],
 )
-def test_ad_structure_overrun_is_malformed(data: bytes) -> None:
+def test_cut_off_smartlock_structure_is_malformed(data: bytes) -> None:
     assert _reason(token_payload, data) is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        bytes([2, AD_FLAGS]),
+        bytes([30]),
+        bytes([2, AD_FLAGS, 0x06, 9, AD_MANUFACTURER_SPECIFIC, 0x4C, 0x00, 1]),
+        bytes([40, AD_MANUFACTURER_SPECIFIC, 0x4C, 0x00]) + bytes(36),  # long, not ours
+    ],
+    ids=["flags-cut", "length-only", "other-company-cut", "other-company-long"],
+)
+def test_broken_or_long_advertisements_of_other_devices_are_ignored(data: bytes) -> None:
+    assert token_payload(data) is None
 
 
 def test_two_tokens_in_one_advertisement_are_malformed() -> None:

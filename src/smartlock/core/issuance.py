@@ -145,6 +145,7 @@ def open_guest_delivery(
     payload: bytes,
     *,
     guest_id: str,
+    lock_id: str,
     request_id: bytes,
     backend_public: crypto.PublicKey,
     guest_key: crypto.PrivateKey,
@@ -167,6 +168,8 @@ def open_guest_delivery(
         raise Rejected(Reason.WRONG_GUEST, f"key delivery for {delivery.header.guest_id}")
     if delivery.request_id != request_id:
         raise Rejected(Reason.REPLAY, "key delivery answers another request")
+    if delivery.header.lock_id != lock_id:
+        raise Rejected(Reason.WRONG_LOCK, f"key for {delivery.header.lock_id}, asked for {lock_id}")
     _check_validity(delivery.header, now, clock_skew_s)
     return SessionKey(delivery.header, _decrypt_key(guest_key, delivery.guest_ciphertext))
 

@@ -95,8 +95,10 @@ class LockVerifier:
         Returns None for an advertisement that carries no smartlock token or repeats one seen
         within the duplicate window; raises :class:`Rejected` for a refused token.
         """
+        if self._is_recent_duplicate(data, now):  # before parsing: one verdict per window
+            return None
         payload = token_payload(data)
-        if payload is None or self._is_recent_duplicate(payload, now):
+        if payload is None:
             return None
         frame = TokenFrame.from_bytes(payload)
         key = self._key_for(frame)
@@ -122,12 +124,12 @@ class LockVerifier:
             Reason.BAD_MAC, f"token tag does not verify under key {frame.key_handle.hex()}"
         )
 
-    def _is_recent_duplicate(self, payload: bytes, now: float) -> bool:
-        evaluated_at = self._recent_frames.get(payload)
+    def _is_recent_duplicate(self, data: bytes, now: float) -> bool:
+        evaluated_at = self._recent_frames.get(data)
         if evaluated_at is not None and 0 <= now - evaluated_at <= self._duplicate_window_s:
             return True
-        self._recent_frames.pop(payload, None)
-        self._recent_frames[payload] = now
+        self._recent_frames.pop(data, None)
+        self._recent_frames[data] = now
         while len(self._recent_frames) > RECENT_FRAMES_MAX:
             self._recent_frames.popitem(last=False)
         return False

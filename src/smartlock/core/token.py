@@ -112,29 +112,33 @@ def advertising_data(frame: TokenFrame) -> bytes:
 def token_payload(data: bytes) -> bytes | None:
     """The manufacturer payload for company 0xFFFF in advertising ``data``, or None if absent.
 
-    Raises ``Rejected(malformed)`` for advertising data that breaks the AD structure rules and
-    ``Rejected(oversized)`` for more than 31 bytes, which legacy advertising cannot carry.
+    Only a smartlock structure is judged; other devices' advertising data is none of the lock's
+    business, so a structure that overruns the data simply ends the parse.  A smartlock
+    structure in more than 31 bytes (legacy advertising cannot carry it) raises
+    ``Rejected(oversized)``; a cut-off one, or two of them, raise ``Rejected(malformed)``.
     """
-    if len(data) > LEGACY_ADVERTISING_MAX:
-        raise Rejected(Reason.OVERSIZED, f"{len(data)} bytes of advertising data")
     offset = 0
     found: bytes | None = None
     while offset < len(data):
         length = data[offset]
         if length == 0:  # the rest is padding
             break
-        if offset + 1 + length > len(data):
-            raise Rejected(Reason.MALFORMED, "AD structure overruns the advertising data")
-        ad_type = data[offset + 1]
         value = data[offset + 2 : offset + 1 + length]
         is_ours = (
-            ad_type == AD_MANUFACTURER_SPECIFIC
+            offset + 1 < len(data)
+            and data[offset + 1] == AD_MANUFACTURER_SPECIFIC
             and len(value) >= 2
             and int.from_bytes(value[:2], "little") == COMPANY_ID
         )
+        if offset + 1 + length > len(data):
+            if is_ours:
+                raise Rejected(Reason.MALFORMED, "smartlock token cut off")
+            break
         if is_ours:
             if found is not None:
                 raise Rejected(Reason.MALFORMED, "two smartlock tokens in one advertisement")
             found = value[2:]
         offset += 1 + length
+    if found is not None and len(data) > LEGACY_ADVERTISING_MAX:
+        raise Rejected(Reason.OVERSIZED, f"{len(data)} bytes of advertising data")
     return found

@@ -22,8 +22,8 @@ from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.core.access import open_access_event
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.issuer import DeliverToLock, KeyDirectory, KeyIssuer
-from smartlock.core.messages import MessageType, message_type_of
-from smartlock.core.policy import AccessPolicy
+from smartlock.core.messages import MessageType, message_type_of, open_frame
+from smartlock.core.policy import AccessPolicy, RecentIds
 from smartlock.services.common import Outbox, Rejections, reconnecting
 from smartlock.site import BACKEND_USER, Site
 
@@ -31,6 +31,7 @@ logger = logging.getLogger("smartlock.backend")
 
 REQUESTS_TOPIC = "backend/session_requests/+"
 EVENTS_TOPIC = "locks/+/events"
+EVENT_MEMORY_S = 24 * 3600  # an access event seen again within a day is a replay
 
 
 class Backend:
@@ -54,6 +55,7 @@ class Backend:
             ttl_s=site.session_ttl_s,
         )
         self._outbox = Outbox()
+        self._event_ids = RecentIds(window_s=EVENT_MEMORY_S)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -109,6 +111,8 @@ class Backend:
         if lock_id not in self._lock_keys:
             raise Rejected(Reason.UNKNOWN_LOCK, lock_id)
         kind = message_type_of(payload)
+        if kind is None:
+            open_frame(payload, MessageType.ACCESS_EVENT)  # raises the precise reason
         if kind is MessageType.KEY_ACK:
             release = self.issuer.on_key_ack(lock_id, payload)
             logger.info(
@@ -122,6 +126,8 @@ class Backend:
             event = open_access_event(
                 payload, lock_id=lock_id, lock_public=self._lock_keys[lock_id]
             )
+            if self._event_ids.seen_before(event.event_id, self._clock()):
+                raise Rejected(Reason.REPLAY, f"access event from {lock_id} already received")
             logger.info(
                 "Access event: %s %s for %s (token %d, key %s)",
                 lock_id,

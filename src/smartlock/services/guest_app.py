@@ -152,6 +152,7 @@ class GuestApp:
                 key = open_guest_delivery(
                     message.payload,
                     guest_id=self.guest_id,
+                    lock_id=lock_id,
                     request_id=request.request_id,
                     backend_public=self._backend_public,
                     guest_key=self._key,
