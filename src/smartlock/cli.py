@@ -261,6 +261,13 @@ def lock_command(
             help="Seconds within which a repeated advertisement is ignored, not a replay."
         ),
     ] = 3.0,
+    token_window: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a token stays valid around the lock's clock (covers clock skew "
+            "between backend and lock; smaller is safer with NTP)."
+        ),
+    ] = 30.0,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a lock agent: keys over MQTT, tokens over BLE, the bolt through the actuator."""
@@ -273,6 +280,8 @@ def lock_command(
         bolt = open_actuator(actuator)
         if relock_after <= 0:
             raise ValueError("--relock-after must be a positive number of seconds")
+        if not 2 <= token_window <= 300:
+            raise ValueError("--token-window must be between 2 and 300 seconds")
         if not 0 < duplicate_window <= 60:
             raise ValueError("--duplicate-window must be between 0 and 60 seconds")
         agent = LockAgent(
@@ -282,6 +291,7 @@ def lock_command(
             actuator=bolt,
             relock_after_s=relock_after,
             duplicate_window_s=duplicate_window,
+            token_window_s=token_window,
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -17,6 +17,8 @@ from smartlock.core.issuance import (
 )
 from smartlock.core.issuer import (
     LOCK_UNREACHABLE,
+    MAX_PENDING_PER_GUEST,
+    TOO_MANY_REQUESTS,
     DeliverToGuest,
     DeliverToLock,
     DenyGuest,
@@ -293,3 +295,14 @@ def test_full_flow_lets_the_guest_unlock_and_prove_the_lock_acted(
     received = open_access_event(bytes(event), lock_id="lock1", lock_public=lock_key.public_key())
     assert received.guest_id == "guest1"
     assert access_ack_is_valid(received, guest_copy)
+
+
+def test_a_guest_cannot_pile_up_issuances_its_lock_has_not_acknowledged(issuer) -> None:
+    for n in range(MAX_PENDING_PER_GUEST):
+        answer = issuer.on_request("guest1", _request(request_id=bytes([n + 1]) * 16), NOW)
+        assert isinstance(answer, DeliverToLock)
+    refused = issuer.on_request("guest1", _request(request_id=b"\x09" * 16), NOW)
+    assert isinstance(refused, DenyGuest)
+    assert refused.reason == TOO_MANY_REQUESTS
+    other = issuer.on_request("guest2", _request(request_id=b"\x0a" * 16), NOW)
+    assert isinstance(other, DeliverToLock)

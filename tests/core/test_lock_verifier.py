@@ -11,12 +11,13 @@ from smartlock.core.errors import Reason, Rejected
 from smartlock.core.issuance import SessionKey
 from smartlock.core.lock_verifier import (
     KEEP_EXPIRED_KEYS_S,
+    MAX_KEYS_PER_GUEST,
     AccessGranted,
     KeyInstalled,
     LockVerifier,
 )
 from smartlock.core.messages import Action
-from smartlock.core.token import advertising_data, make_token, token_is_valid
+from smartlock.core.token import advertising_data, make_token, token_is_valid, token_slot
 
 NOW = 1_800_000_000.0
 LOCK = "lock1"
@@ -176,8 +177,10 @@ def test_higher_counter_is_accepted(verifier, key) -> None:
     assert verifier.check_advertisement(_ad(key, 5), NOW) is not None
     grant = verifier.check_advertisement(_ad(key, 6), NOW + 1)
     assert grant == AccessGranted(key, 6, Action.UNLOCK)
-    grant = verifier.check_advertisement(_ad(key, 1000), NOW + 2)
-    assert grant == AccessGranted(key, 1000, Action.UNLOCK)
+    later = NOW + TTL_S - 10
+    slot = token_slot(key.header.issued_at, later)
+    grant = verifier.check_advertisement(_ad(key, slot), later)
+    assert grant == AccessGranted(key, slot, Action.UNLOCK)
 
 
 def test_token_replayed_after_restart_is_rejected(verifier, key, make_verifier) -> None:
@@ -218,10 +221,34 @@ def test_refused_token_does_not_advance_the_counter(verifier, key) -> None:
     assert verifier.check_advertisement(_ad(key, 2), NOW) is not None
 
 
+def _timely_ad(key, at: float) -> bytes:
+    return _ad(key, token_slot(key.header.issued_at, at))
+
+
 def test_token_after_expiry_is_rejected(verifier, key) -> None:
-    assert verifier.check_advertisement(_ad(key, 1), NOW + TTL_S - 1) is not None
-    assert _reason(verifier.check_advertisement, _ad(key, 2), NOW + TTL_S) is Reason.EXPIRED
+    last_second = NOW + TTL_S - 1
+    assert verifier.check_advertisement(_timely_ad(key, last_second), last_second) is not None
+    expired = NOW + TTL_S
+    assert _reason(verifier.check_advertisement, _timely_ad(key, expired + 2), expired) is (
+        Reason.EXPIRED
+    )
     assert _reason(verifier.check_advertisement, _ad(key, 3), NOW + TTL_S + 3000) is Reason.EXPIRED
+
+
+def test_token_sniffed_but_never_heard_is_dead_after_the_token_window(verifier, key) -> None:
+    """The guest advertised token 1 out of the lock's range; an attacker replays it later."""
+    unheard = _ad(key, token_slot(key.header.issued_at, NOW))
+    later = NOW + 120
+    assert _reason(verifier.check_advertisement, unheard, later) is Reason.STALE
+
+
+def test_token_from_too_far_in_the_future_is_stale(verifier, key) -> None:
+    ahead = token_slot(key.header.issued_at, NOW) + 16  # 32 s ahead, window is 30 s
+    assert _reason(verifier.check_advertisement, _ad(key, ahead), NOW) is Reason.STALE
+
+
+def test_token_within_the_clock_window_is_accepted(verifier, key) -> None:
+    assert verifier.check_advertisement(_ad(key, 15), NOW) is not None  # 28 s ahead
 
 
 def test_token_under_unknown_key_is_rejected(verifier, key, issue) -> None:
@@ -428,3 +455,14 @@ def test_pruned_delivery_cannot_be_replayed(verifier, issued) -> None:
 def test_active_keys_leave_out_expired_keys(verifier, key) -> None:
     assert verifier.active_keys(NOW + TTL_S - 1) == [key]
     assert verifier.active_keys(NOW + TTL_S) == []
+
+
+def test_a_guest_holds_at_most_four_keys_the_oldest_retired(verifier, issue) -> None:
+    payloads = [issue(now=NOW + i).lock_payload for i in range(6)]
+    installed = [verifier.accept_delivery(p, NOW + i).key for i, p in enumerate(payloads)]
+    active = verifier.active_keys(NOW + 6)
+    assert [k.key_id for k in active] == [k.key_id for k in installed[-MAX_KEYS_PER_GUEST:]]
+    oldest = installed[0]
+    assert _reason(verifier.check_advertisement, _ad(oldest, 4), NOW + 6) is Reason.UNKNOWN_KEY
+    # a retired key cannot be brought back by replaying its delivery
+    assert _reason(verifier.accept_delivery, payloads[0], NOW + 7) is Reason.REPLAY

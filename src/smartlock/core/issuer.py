@@ -27,6 +27,8 @@ from smartlock.core.messages import KeyAck, SessionRequest
 from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RecentIds
 
 LOCK_UNREACHABLE = "lock_unreachable"
+TOO_MANY_REQUESTS = "too_many_requests"
+MAX_PENDING_PER_GUEST = 3  # issuances awaiting their lock's acknowledgement
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class KeyIssuer:
             if refusal.reason is Reason.UNKNOWN_GUEST:
                 raise  # no key to sign an answer to; nobody to tell
             return self._deny(guest_id, request.request_id, refusal.reason.value, now)
+        waiting = sum(1 for p in self._pending.values() if p.key.header.guest_id == guest_id)
+        if waiting >= MAX_PENDING_PER_GUEST:
+            return self._deny(guest_id, request.request_id, TOO_MANY_REQUESTS, now)
         issuance = issue_session_key(
             request=request,
             guest_id=guest_id,

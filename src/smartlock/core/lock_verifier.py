@@ -8,9 +8,12 @@ so neither a replayed delivery nor a replayed advertisement is accepted after a 
 Rules (README, "Security model"):
 
 * a delivery is verified (signature, lock id, validity) by :func:`open_lock_delivery` and then
-  refused if its key id was already seen -- a replayed delivery;
+  refused if its key id was already seen -- a replayed delivery; a guest holds at most
+  ``MAX_KEYS_PER_GUEST`` keys at this lock, a new one retiring the oldest;
 * a token is refused unless its tag verifies under an installed key for *this* lock, the key is
-  unexpired, and its counter is higher than every counter accepted under that key;
+  unexpired, its counter (a time slot, :mod:`smartlock.core.token`) is within
+  ``token_window_s`` of the lock's own slot (``stale`` otherwise), and it is higher than every
+  counter accepted under that key;
 * one advertisement is evaluated at most once per ``duplicate_window_s``: a guest advertises each
   token many times a second, and those repeats are ignored silently rather than counted as
   attacks.  The window is longer than the guest's token refresh (2 s), so a genuine guest never
@@ -28,11 +31,19 @@ from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.issuance import DEFAULT_CLOCK_SKEW_S, SessionKey, open_lock_delivery
 from smartlock.core.messages import Action, IssuanceHeader
-from smartlock.core.token import KEY_HANDLE_BYTES, TokenFrame, token_is_valid, token_payload
+from smartlock.core.token import (
+    KEY_HANDLE_BYTES,
+    TOKEN_SLOT_S,
+    TokenFrame,
+    token_is_valid,
+    token_payload,
+    token_slot,
+)
 
 SNAPSHOT_VERSION = 1
 KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unknown key"
 RECENT_FRAMES_MAX = 1024
+MAX_KEYS_PER_GUEST = 4  # a guest asking again and again cannot grow the lock's state
 DEFAULT_DUPLICATE_WINDOW_S = 3.0
 
 
@@ -57,12 +68,14 @@ class LockVerifier:
         lock_key: crypto.PrivateKey,
         clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
         duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
+        token_window_s: float = DEFAULT_CLOCK_SKEW_S,
     ) -> None:
         self.lock_id = lock_id
         self._backend_public = backend_public
         self._lock_key = lock_key
         self._clock_skew_s = clock_skew_s
         self._duplicate_window_s = duplicate_window_s
+        self._token_window_s = token_window_s
         self._keys: dict[bytes, SessionKey] = {}
         self._last_counter: dict[bytes, int] = {}
         self._seen_deliveries: dict[bytes, int] = {}  # key id -> expires_at
@@ -82,6 +95,13 @@ class LockVerifier:
         if key.key_id in self._seen_deliveries or key.key_id in self._keys:
             raise Rejected(Reason.REPLAY, f"key delivery {key.handle} already seen")
         self.prune(now)
+        held = sorted(
+            (k for k in self._keys.values() if k.header.guest_id == key.header.guest_id),
+            key=lambda k: k.header.issued_at,
+        )
+        for oldest in held[: max(0, len(held) - MAX_KEYS_PER_GUEST + 1)]:
+            del self._keys[oldest.key_id]  # its delivery id stays in seen_deliveries
+            del self._last_counter[oldest.key_id]
         self._keys[key.key_id] = key
         self._last_counter[key.key_id] = 0
         self._seen_deliveries[key.key_id] = key.header.expires_at
@@ -104,6 +124,12 @@ class LockVerifier:
         key = self._key_for(frame)
         if now >= key.header.expires_at:
             raise Rejected(Reason.EXPIRED, f"token under expired key {key.handle}")
+        expected = token_slot(key.header.issued_at, now)
+        if abs(frame.counter - expected) * TOKEN_SLOT_S > self._token_window_s:
+            raise Rejected(
+                Reason.STALE,
+                f"token {frame.counter} under key {key.handle} is not of now (slot {expected})",
+            )
         if frame.counter <= self._last_counter[key.key_id]:
             raise Rejected(
                 Reason.REPLAY, f"token {frame.counter} under key {key.handle} already used"

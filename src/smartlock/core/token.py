@@ -8,8 +8,13 @@ manufacturer-specific data structure with company ID 0xFFFF whose 24-byte payloa
 ``tag = HMAC-SHA-256(session key, "smartlock/v1/ble-token" 0x00 lock_id | key_id | counter |
 action)[:16]``.  The full 16-byte key id and the lock id are inside the MAC though only the
 first four bytes of the key id travel, so a token is bound to one key, one lock, one counter
-value and one action.  The lock accepts each (key, counter) once and only increasing
-(:mod:`smartlock.core.lock_verifier`).
+value and one action.
+
+The counter is a time slot: ``1 + (seconds since the key was issued) // TOKEN_SLOT_S``, so a
+token is also bound to a few seconds of time.  The lock accepts each (key, counter) once, only
+increasing, and only within its token window of its own slot
+(:mod:`smartlock.core.lock_verifier`): a token sniffed but never heard by the lock is dead
+within that window instead of living as long as its key.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ KEY_HANDLE_BYTES = 4
 FRAME_BYTES = 1 + 1 + KEY_HANDLE_BYTES + 2 + crypto.MAC_BYTES
 MAX_COUNTER = 0xFFFF
 LEGACY_ADVERTISING_MAX = 31
+TOKEN_SLOT_S = 2.0  # 65535 slots of 2 s outlast the longest key (24 h)
 
 AD_FLAGS = 0x01
 AD_MANUFACTURER_SPECIFIC = 0xFF
@@ -71,6 +77,11 @@ class TokenFrame:
         tag = reader.raw(crypto.MAC_BYTES)
         reader.end()
         return cls(version, action, key_handle, counter, tag)
+
+
+def token_slot(issued_at: float, now: float) -> int:
+    """The counter a token made at ``now`` carries, for a key issued at ``issued_at``."""
+    return 1 + max(0, int((now - issued_at) // TOKEN_SLOT_S))
 
 
 def token_mac_input(lock_id: str, key_id: bytes, counter: int, action: Action) -> bytes:

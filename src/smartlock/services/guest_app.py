@@ -2,7 +2,9 @@
 
 The guest stops when the lock's access event comes back with an ``ack_tag`` that verifies under
 its session key (proof that the lock itself acted), or when ``timeout_s`` runs out.  Without an
-answer it advertises a new token (the next counter) every ``token_refresh_s``.
+answer it advertises a new token at each new time slot of the key (2 s): the counter is the
+slot, counted on the guest's monotonic clock from the key's ``issued_at``, so the guest's
+wall clock does not matter.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from smartlock.core.messages import (
     SessionRequest,
     message_type_of,
 )
-from smartlock.core.token import advertising_data, make_token
+from smartlock.core.token import advertising_data, make_token, token_slot
 from smartlock.services.common import Rejections
 from smartlock.site import BACKEND_USER, Site
 
@@ -62,7 +64,6 @@ class GuestApp:
         *,
         radio: str | None = None,
         advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS,
-        token_refresh_s: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if guest_id not in site.guests:
@@ -73,7 +74,6 @@ class GuestApp:
         self.guest_id = guest_id
         self.radio_transport = radio or site.virtual_radio(guest_id)
         self._interval_ms = advertising_interval_ms
-        self._token_refresh_s = token_refresh_s
         self._clock = clock
         self._key = site.private_key(guest_id)
         self._backend_public = site.public_key(BACKEND_USER)
@@ -180,23 +180,29 @@ class GuestApp:
         action: Action,
         result: UnlockResult,
     ) -> None:
-        counter = 0
+        received = time.monotonic()
+        issued_at = key.header.issued_at
+        # issued_at is whole seconds of the backend's clock; the key reached us within about one
+        elapsed_at_receipt = 0.5
 
         async def advertise_fresh_tokens() -> None:
-            nonlocal counter
+            counter = 0
             while True:
-                counter += 1
-                data = advertising_data(make_token(key, counter, action))
-                await radio.advertise(data, interval_ms=self._interval_ms)
-                result.tokens_advertised = counter
-                result.wire_bytes["advertisement"] = len(data)
-                logger.info(
-                    "Advertising with token #%d under key %s (%d bytes)",
-                    counter,
-                    key.handle,
-                    len(data),
-                )
-                await asyncio.sleep(self._token_refresh_s)
+                backend_now = issued_at + elapsed_at_receipt + time.monotonic() - received
+                slot = token_slot(issued_at, backend_now)
+                if slot != counter:
+                    counter = slot
+                    data = advertising_data(make_token(key, counter, action))
+                    await radio.advertise(data, interval_ms=self._interval_ms)
+                    result.tokens_advertised += 1
+                    result.wire_bytes["advertisement"] = len(data)
+                    logger.info(
+                        "Advertising with token #%d under key %s (%d bytes)",
+                        counter,
+                        key.handle,
+                        len(data),
+                    )
+                await asyncio.sleep(0.1)
 
         advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
         try:

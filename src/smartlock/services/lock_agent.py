@@ -19,7 +19,7 @@ from smartlock.adapters.mqtt import MqttConnection
 from smartlock.adapters.radio import AdvertisingReport, open_radio
 from smartlock.core.access import make_access_event
 from smartlock.core.errors import ConfigError, Rejected
-from smartlock.core.issuance import make_key_ack
+from smartlock.core.issuance import DEFAULT_CLOCK_SKEW_S, make_key_ack
 from smartlock.core.lock_verifier import DEFAULT_DUPLICATE_WINDOW_S, AccessGranted, LockVerifier
 from smartlock.core.messages import Action
 from smartlock.services.common import Outbox, Rejections, reconnecting
@@ -41,6 +41,7 @@ class LockAgent:
         actuator: Actuator | None = None,
         relock_after_s: float = DEFAULT_RELOCK_AFTER_S,
         duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
+        token_window_s: float = DEFAULT_CLOCK_SKEW_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if lock_id not in site.locks:
@@ -59,6 +60,7 @@ class LockAgent:
             backend_public=site.public_key(BACKEND_USER),
             lock_key=self._lock_key,
             duplicate_window_s=duplicate_window_s,
+            token_window_s=token_window_s,
         )
         self.state_path: Path = site.identity_dir(lock_id) / "state.json"
         if self.state_path.exists():
