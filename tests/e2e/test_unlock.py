@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import System, run_guest
 
@@ -21,6 +22,8 @@ async def test_guest_opens_lock_over_mqtt_and_ble(system: System) -> None:
     for step in ("Requested session key", "Received session key", "Advertising with token"):
         assert step in guest.output()
     assert "Lock lock_01 confirmed: UNLOCKED" in guest.output()
+    # the default key lifetime is 5 minutes (the backend's clock may have ticked once since)
+    assert re.search(r"Received session key \w{8} for lock_01, valid (300|299) s", guest.output())
 
 
 async def test_lock_relocks_after_the_unlock(system: System) -> None:
