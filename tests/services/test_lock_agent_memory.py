@@ -5,6 +5,7 @@ with the site's backend key and MACed under the session key, as the backend and 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import stat
 import tempfile
@@ -17,10 +18,11 @@ import pytest
 from smartlock import crypto
 from smartlock.adapters.actuator import Actuator, BoltState, LoggingActuator
 from smartlock.adapters.radio import AdvertisingReport
-from smartlock.core.errors import ConfigError
+from smartlock.core.errors import ConfigError, Reason, Rejected
 from smartlock.core.issuance import Issuance, issue_session_key
 from smartlock.core.messages import Action, SessionRequest
 from smartlock.core.token import advertising_data, make_token
+from smartlock.services.common import Rejections
 from smartlock.services.guest_app import GuestApp
 from smartlock.services.lock_agent import LockAgent
 from smartlock.site import BACKEND_USER, Site, provision_site
@@ -268,3 +270,12 @@ def test_a_lock_id_is_not_a_guest_id(site: Site) -> None:
         GuestApp(site, LOCK)
     with pytest.raises(ConfigError, match="no lock 'guest_01'"):
         LockAgent(site, GUEST)
+
+
+def test_rejection_summary_names_every_reason_with_its_count() -> None:
+    rejections = Rejections(logging.getLogger("test"))
+    assert rejections.summary() == "no input was rejected"
+    rejections.record("advertisement", Rejected(Reason.REPLAY))
+    rejections.record("advertisement", Rejected(Reason.REPLAY))
+    rejections.record("message", Rejected(Reason.MALFORMED, "truncated"))
+    assert rejections.summary() == "rejected: malformed=1, replay=2"

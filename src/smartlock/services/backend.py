@@ -59,7 +59,10 @@ class Backend:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        await reconnecting(self._session, logger)
+        try:
+            await reconnecting(self._session, logger)
+        finally:
+            logger.info("Backend stopping; %s", self.rejections.summary())
 
     async def _session(self) -> None:
         async with MqttConnection(

@@ -35,6 +35,12 @@ class Rejections:
             self.counts[rejected.reason.value],
         )
 
+    def summary(self) -> str:
+        """One line for the log at shutdown: every reason with its count."""
+        if not self.counts:
+            return "no input was rejected"
+        return "rejected: " + ", ".join(f"{r}={n}" for r, n in sorted(self.counts.items()))
+
 
 class Outbox:
     """Messages waiting for the broker: kept in order across reconnects until published."""

@@ -89,6 +89,7 @@ class LockAgent:
                 tasks.create_task(self._scan(), name="lock-radio")
         finally:
             self.actuator.close()
+            logger.info("Lock %s stopping; %s", self.lock_id, self.rejections.summary())
 
     # --- MQTT ----------------------------------------------------------------------------------
 
