@@ -73,6 +73,7 @@ class GuestApp:
         self.site = site
         self.guest_id = guest_id
         self.radio_transport = radio or site.virtual_radio(guest_id)
+        open_radio(self.radio_transport, name=guest_id)  # loads the radio stack before any timing
         self._interval_ms = advertising_interval_ms
         self._clock = clock
         self._key = site.private_key(guest_id)

@@ -48,7 +48,11 @@ class Radio(Protocol):
 
 
 def open_radio(transport: str, *, name: str) -> Radio:
-    """The radio for ``transport`` (see the module doc); not opened until ``async with``."""
+    """The radio for ``transport`` (see the module doc); not opened until ``async with``.
+
+    The first call for a bumble transport imports bumble (~0.2-0.5 s); a program that times
+    its work calls this before it starts the clock.
+    """
     if transport.startswith("memory:"):
         from smartlock.adapters.radio.memory import MemoryRadio
 
