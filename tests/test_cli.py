@@ -212,7 +212,7 @@ def test_lock_refuses_a_duplicate_window_outside_0_to_60(site: Site, seconds: st
     result = invoke(
         "lock", "--id", "lock_01", "--site", str(site.root), "--duplicate-window", seconds
     )
-    assert_clean_error(result, "--duplicate-window must be between 0 and 60")
+    assert_clean_error(result, "--duplicate-window must be more than 0 and at most 60")
 
 
 @pytest.mark.parametrize("action", ["unlock", "lock"])

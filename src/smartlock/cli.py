@@ -283,7 +283,7 @@ def lock_command(
         if not 2 <= token_window <= 300:
             raise ValueError("--token-window must be between 2 and 300 seconds")
         if not 0 < duplicate_window <= 60:
-            raise ValueError("--duplicate-window must be between 0 and 60 seconds")
+            raise ValueError("--duplicate-window must be more than 0 and at most 60 seconds")
         agent = LockAgent(
             loaded,
             lock_id,

@@ -6,6 +6,7 @@ A security lock is never optimistic: the state it reports is the one the actuato
 from __future__ import annotations
 
 import logging
+import warnings
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -59,11 +60,14 @@ class GpioRelayActuator:
         self, pin: int | str, *, active_high: bool = True, pin_factory: Any = None
     ) -> None:
         from gpiozero import DigitalOutputDevice, GPIOZeroError  # lazy: only relays need it
+        from gpiozero.exc import PinFactoryFallback
 
         try:
-            self._relay = DigitalOutputDevice(
-                pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
-            )
+            with warnings.catch_warnings():  # one clear error below instead of four warnings
+                warnings.simplefilter("ignore", PinFactoryFallback)
+                self._relay = DigitalOutputDevice(
+                    pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+                )
         except GPIOZeroError as exc:
             raise ConfigError(
                 f"cannot drive GPIO pin {pin}: {exc} (is this a board with GPIO, and is a pin "
