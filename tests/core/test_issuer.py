@@ -18,6 +18,8 @@ from smartlock.core.issuance import (
 from smartlock.core.issuer import (
     LOCK_UNREACHABLE,
     MAX_PENDING_PER_GUEST,
+    REQUEST_BURST,
+    REQUESTS_PER_MINUTE,
     TOO_MANY_REQUESTS,
     DeliverToGuest,
     DeliverToLock,
@@ -306,3 +308,21 @@ def test_a_guest_cannot_pile_up_issuances_its_lock_has_not_acknowledged(issuer) 
     assert refused.reason == TOO_MANY_REQUESTS
     other = issuer.on_request("guest2", _request(request_id=b"\x0a" * 16), NOW)
     assert isinstance(other, DeliverToLock)
+
+
+def test_a_guest_asking_too_often_is_rate_limited_without_an_answer(issuer) -> None:
+    answers = []
+    for n in range(REQUEST_BURST):
+        answer = issuer.on_request("guest1", _request(request_id=bytes([n + 1]) * 16), NOW)
+        assert isinstance(answer, DeliverToLock)
+        issuer.on_key_ack("lock1", bytes(make_key_ack(answer.key)))  # nothing left pending
+        answers.append(answer)
+    assert len({a.key.key_id for a in answers}) == REQUEST_BURST
+    over = _request(request_id=b"\x7f" * 16)
+    assert _reason(issuer.on_request, "guest1", over, NOW) is Reason.RATE_LIMITED
+    assert isinstance(
+        issuer.on_request("guest2", _request(request_id=b"\x7e" * 16), NOW), DeliverToLock
+    )
+    later = NOW + 60 / REQUESTS_PER_MINUTE + 0.1
+    refilled = issuer.on_request("guest1", _request(request_id=b"\x7d" * 16, sent_at=later), later)
+    assert isinstance(refilled, DeliverToLock)

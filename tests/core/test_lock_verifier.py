@@ -347,7 +347,7 @@ def _valid_state() -> dict:
                 "last_counter": 3,
             }
         ],
-        "seen_deliveries": {"00" * 16: int(NOW) + 300},
+        "retired_up_to": {"guest1": int(NOW) - 10},
     }
 
 
@@ -387,10 +387,11 @@ GARBAGE = [
     pytest.param(_mutated(("keys", 0, "issued_at"), "soon"), id="issued-at-text"),
     pytest.param(_mutated(("keys", 0, "last_counter"), [1]), id="counter-list"),
     pytest.param(_mutated(("keys", 0, "expires_at"), _DELETE), id="no-expires-at"),
-    pytest.param(_mutated(("seen_deliveries",), _DELETE), id="no-seen"),
-    pytest.param(_mutated(("seen_deliveries", "00" * 16), "never"), id="seen-value-text"),
-    pytest.param(_mutated(("seen_deliveries",), []), id="seen-deliveries-list"),
-    pytest.param(_mutated(("seen_deliveries",), None), id="seen-deliveries-null"),
+    pytest.param(_mutated(("retired_up_to",), _DELETE), id="no-retired"),
+    pytest.param(_mutated(("retired_up_to", "guest1"), "never"), id="retired-value-text"),
+    pytest.param(_mutated(("retired_up_to",), []), id="retired-list"),
+    pytest.param(_mutated(("retired_up_to",), None), id="retired-null"),
+    pytest.param(_mutated(("retired_up_to",), {"Bad Guest": 1}), id="retired-bad-guest"),
     pytest.param(
         json.dumps(_valid_state())
         .encode()
@@ -430,7 +431,7 @@ def test_prune_keeps_expired_keys_for_an_hour_then_drops_them(verifier, key) -> 
     assert verifier.active_keys(expires_at - 1) == []
     state = json.loads(verifier.snapshot())
     assert state["keys"] == []
-    assert state["seen_deliveries"] == {}
+    assert state["retired_up_to"] == {}
     reason = _reason(verifier.check_advertisement, _ad(key, 2), expires_at + KEEP_EXPIRED_KEYS_S)
     assert reason is Reason.UNKNOWN_KEY
 
@@ -466,3 +467,18 @@ def test_a_guest_holds_at_most_four_keys_the_oldest_retired(verifier, issue) -> 
     assert _reason(verifier.check_advertisement, _ad(oldest, 4), NOW + 6) is Reason.UNKNOWN_KEY
     # a retired key cannot be brought back by replaying its delivery
     assert _reason(verifier.accept_delivery, payloads[0], NOW + 7) is Reason.REPLAY
+
+
+def test_a_guest_asking_again_and_again_does_not_grow_the_lock_state(verifier, issue) -> None:
+    sizes = []
+    for i in range(60):
+        verifier.accept_delivery(issue(now=NOW + i).lock_payload, NOW + i)
+        sizes.append(len(verifier.snapshot()))
+    assert max(sizes[10:]) == sizes[10]  # constant once the guest holds its four keys
+
+
+def test_a_delivery_older_than_a_retired_key_is_refused(verifier, issue) -> None:
+    never_delivered = issue(now=NOW).lock_payload  # e.g. held back by an attacker
+    for i in range(1, 1 + MAX_KEYS_PER_GUEST + 1):
+        verifier.accept_delivery(issue(now=NOW + i).lock_payload, NOW + i)
+    assert _reason(verifier.accept_delivery, never_delivered, NOW + 10) is Reason.REPLAY

@@ -6,7 +6,7 @@ import pytest
 
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.messages import SessionRequest
-from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RecentIds
+from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RateLimit, RecentIds
 
 NOW = 1_800_000_000.0
 SKEW_S = 30
@@ -122,3 +122,24 @@ def test_ids_within_capacity_are_all_remembered(capacity: int) -> None:
         assert not ids.seen_before(item, NOW)
     for item in items:
         assert ids.seen_before(item, NOW), item
+
+
+def test_rate_limit_allows_a_burst_then_refills_over_time() -> None:
+    limit = RateLimit(burst=3, per_minute=6)  # one token every 10 s
+    assert [limit.allow("guest1", NOW) for _ in range(4)] == [True, True, True, False]
+    assert limit.allow("guest2", NOW)  # every key has its own bucket
+    assert not limit.allow("guest1", NOW + 9)
+    assert limit.allow("guest1", NOW + 10.5)
+    assert not limit.allow("guest1", NOW + 10.6)
+
+
+def test_rate_limit_bounds_its_memory() -> None:
+    limit = RateLimit(burst=2, per_minute=60, capacity=10)
+    for n in range(100):
+        limit.allow(f"guest{n}", NOW)
+    assert len(limit._buckets) == 10
+
+
+def test_rate_limit_refuses_nonsense_settings() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RateLimit(burst=0, per_minute=1)

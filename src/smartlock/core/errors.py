@@ -30,6 +30,7 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     STALE = "stale"
     REPLAY = "replay"
+    RATE_LIMITED = "rate_limited"
 
 
 class SmartlockError(Exception):

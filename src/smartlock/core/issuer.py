@@ -24,11 +24,13 @@ from smartlock.core.issuance import (
     make_denial,
 )
 from smartlock.core.messages import KeyAck, SessionRequest
-from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RecentIds
+from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RateLimit, RecentIds
 
 LOCK_UNREACHABLE = "lock_unreachable"
 TOO_MANY_REQUESTS = "too_many_requests"
 MAX_PENDING_PER_GUEST = 3  # issuances awaiting their lock's acknowledgement
+REQUEST_BURST = 5  # a guest may ask this many times at once...
+REQUESTS_PER_MINUTE = 12.0  # ...and then once every 5 s on average
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class KeyIssuer:
         self._clock_skew_s = clock_skew_s
         self._pending: dict[bytes, _Pending] = {}
         self._request_ids = RecentIds(window_s=MAX_REQUEST_AGE_S + clock_skew_s)
+        self._request_rate = RateLimit(burst=REQUEST_BURST, per_minute=REQUESTS_PER_MINUTE)
 
     def on_request(self, guest_id: str, payload: bytes, now: float) -> DeliverToLock | DenyGuest:
         """Answer one request; raises :class:`Rejected` when there is no one to answer."""
@@ -101,6 +104,9 @@ class KeyIssuer:
             if refusal.reason is Reason.UNKNOWN_GUEST:
                 raise  # no key to sign an answer to; nobody to tell
             return self._deny(guest_id, request.request_id, refusal.reason.value, now)
+        if not self._request_rate.allow(guest_id, now):
+            # No answer: a signed denial would cost the RSA signature the limit protects.
+            raise Rejected(Reason.RATE_LIMITED, f"{guest_id} asks more often than allowed")
         waiting = sum(1 for p in self._pending.values() if p.key.header.guest_id == guest_id)
         if waiting >= MAX_PENDING_PER_GUEST:
             return self._deny(guest_id, request.request_id, TOO_MANY_REQUESTS, now)

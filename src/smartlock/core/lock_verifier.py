@@ -1,15 +1,17 @@
 """The lock's verifier: a small state machine over key deliveries and advertisements.
 
 It holds the session keys the backend delivered to this lock, the highest token counter it has
-accepted under each, and the ids of the deliveries it has seen.  Its state is a snapshot
-(:meth:`LockVerifier.snapshot`) that the lock agent writes to disk *before* it drives the bolt,
-so neither a replayed delivery nor a replayed advertisement is accepted after a restart.
+accepted under each, and per guest the issue time of the newest key it retired.  Its state is
+a snapshot (:meth:`LockVerifier.snapshot`) that the lock agent writes to disk *before* it drives
+the bolt, so neither a replayed delivery nor a replayed advertisement works after a restart.
 
 Rules (README, "Security model"):
 
 * a delivery is verified (signature, lock id, validity) by :func:`open_lock_delivery` and then
-  refused if its key id was already seen -- a replayed delivery; a guest holds at most
-  ``MAX_KEYS_PER_GUEST`` keys at this lock, a new one retiring the oldest;
+  refused as a replay if its key is held, or is no newer than a key this guest already had
+  retired: a guest holds at most ``MAX_KEYS_PER_GUEST`` keys at this lock, a new one retiring
+  the oldest, so the lock's memory is bounded per guest however often the guest asks.  (A
+  delivery of a key forgotten after expiry is refused as ``expired``.)
 * a token is refused unless its tag verifies under an installed key for *this* lock, the key is
   unexpired, its counter (a time slot, :mod:`smartlock.core.token`) is within
   ``token_window_s`` of the lock's own slot (``stale`` otherwise), and it is higher than every
@@ -29,7 +31,12 @@ from dataclasses import dataclass
 
 from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.issuance import DEFAULT_CLOCK_SKEW_S, SessionKey, open_lock_delivery
+from smartlock.core.issuance import (
+    DEFAULT_CLOCK_SKEW_S,
+    MAX_KEY_TTL_S,
+    SessionKey,
+    open_lock_delivery,
+)
 from smartlock.core.messages import Action, IssuanceHeader
 from smartlock.core.token import (
     KEY_HANDLE_BYTES,
@@ -39,6 +46,7 @@ from smartlock.core.token import (
     token_payload,
     token_slot,
 )
+from smartlock.core.wire import check_identifier
 
 SNAPSHOT_VERSION = 1
 KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unknown key"
@@ -78,7 +86,7 @@ class LockVerifier:
         self._token_window_s = token_window_s
         self._keys: dict[bytes, SessionKey] = {}
         self._last_counter: dict[bytes, int] = {}
-        self._seen_deliveries: dict[bytes, int] = {}  # key id -> expires_at
+        self._retired_up_to: dict[str, int] = {}  # guest -> issued_at of its newest retired key
         self._recent_frames: OrderedDict[bytes, float] = OrderedDict()
 
     # --- key deliveries --------------------------------------------------------------------
@@ -92,19 +100,24 @@ class LockVerifier:
             now=now,
             clock_skew_s=self._clock_skew_s,
         )
-        if key.key_id in self._seen_deliveries or key.key_id in self._keys:
+        guest_id = key.header.guest_id
+        if key.key_id in self._keys:
             raise Rejected(Reason.REPLAY, f"key delivery {key.handle} already seen")
+        if key.header.issued_at <= self._retired_up_to.get(guest_id, -1):
+            raise Rejected(Reason.REPLAY, f"key {key.handle} is no newer than a retired one")
         self.prune(now)
         held = sorted(
-            (k for k in self._keys.values() if k.header.guest_id == key.header.guest_id),
+            (k for k in self._keys.values() if k.header.guest_id == guest_id),
             key=lambda k: k.header.issued_at,
         )
         for oldest in held[: max(0, len(held) - MAX_KEYS_PER_GUEST + 1)]:
-            del self._keys[oldest.key_id]  # its delivery id stays in seen_deliveries
+            del self._keys[oldest.key_id]
             del self._last_counter[oldest.key_id]
+            self._retired_up_to[guest_id] = max(
+                self._retired_up_to.get(guest_id, -1), oldest.header.issued_at
+            )
         self._keys[key.key_id] = key
         self._last_counter[key.key_id] = 0
-        self._seen_deliveries[key.key_id] = key.header.expires_at
         return KeyInstalled(key)
 
     # --- advertisements ----------------------------------------------------------------------
@@ -163,20 +176,20 @@ class LockVerifier:
     # --- bookkeeping -----------------------------------------------------------------------
 
     def prune(self, now: float) -> None:
-        """Forget keys long expired and delivery ids whose deliveries can no longer verify."""
+        """Forget keys long expired, and marks no delivery could still get past (24 h)."""
         for key_id, key in list(self._keys.items()):
             if now >= key.header.expires_at + KEEP_EXPIRED_KEYS_S:
                 del self._keys[key_id]
                 del self._last_counter[key_id]
-        for key_id, expires_at in list(self._seen_deliveries.items()):
-            if now >= expires_at and key_id not in self._keys:
-                del self._seen_deliveries[key_id]
+        for guest_id, issued_at in list(self._retired_up_to.items()):
+            if now >= issued_at + MAX_KEY_TTL_S:
+                del self._retired_up_to[guest_id]
 
     def active_keys(self, now: float) -> list[SessionKey]:
         return [k for k in self._keys.values() if now < k.header.expires_at]
 
     def snapshot(self) -> bytes:
-        """The durable state (keys, counters, seen deliveries) as JSON bytes; it holds secrets."""
+        """The durable state (keys, counters, retired marks) as JSON bytes; it holds secrets."""
         return json.dumps(
             {
                 "version": SNAPSHOT_VERSION,
@@ -193,7 +206,7 @@ class LockVerifier:
                     }
                     for key in self._keys.values()
                 ],
-                "seen_deliveries": {k.hex(): v for k, v in self._seen_deliveries.items()},
+                "retired_up_to": dict(self._retired_up_to),
             },
             sort_keys=True,
         ).encode()
@@ -221,7 +234,7 @@ class LockVerifier:
                     raise ValueError("snapshot holds another lock's key")
                 keys[header.key_id] = SessionKey(header, bytes.fromhex(item["secret"]))
                 counters[header.key_id] = int(item["last_counter"])
-            seen = {bytes.fromhex(k): int(v) for k, v in state["seen_deliveries"].items()}
+            retired = {check_identifier(g): int(v) for g, v in state["retired_up_to"].items()}
         except (
             ValueError,
             KeyError,
@@ -231,4 +244,4 @@ class LockVerifier:
             RecursionError,
         ) as exc:
             raise ValueError(f"unreadable lock state: {type(exc).__name__}") from None
-        self._keys, self._last_counter, self._seen_deliveries = keys, counters, seen
+        self._keys, self._last_counter, self._retired_up_to = keys, counters, retired

@@ -58,3 +58,31 @@ class RecentIds:
         while len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
         return False
+
+
+class RateLimit:
+    """A token bucket per key: ``burst`` events at once, then ``per_minute`` on average.
+
+    Memory is bounded: at most ``capacity`` keys are tracked, the least recently used dropped
+    first (a dropped key starts again with a full bucket).
+    """
+
+    def __init__(self, *, burst: int, per_minute: float, capacity: int = 100_000) -> None:
+        if burst < 1 or per_minute <= 0:
+            raise ValueError("a rate limit needs burst >= 1 and a positive rate")
+        self._burst = burst
+        self._per_second = per_minute / 60
+        self._capacity = capacity
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def allow(self, key: str, now: float) -> bool:
+        """Take one token for ``key`` if there is one."""
+        tokens, at = self._buckets.pop(key, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + max(0.0, now - at) * self._per_second)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self._capacity:
+            self._buckets.popitem(last=False)
+        return allowed
