@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from smartlock.broker import BROKER_USER, free_port
 from smartlock.core.errors import ConfigError
 from smartlock.core.issuance import MAX_KEY_TTL_S
-from smartlock.site import Site, provision_site, validate_site_spec
+from smartlock.site import Site, provision_site, validate_site_spec, write_private
 
 LOCKS = ["lock_01", "lock_02"]
 GUESTS = ["guest_01", "guest_02"]
@@ -380,3 +380,38 @@ def test_an_impossible_site_is_refused_before_anything_is_written(
 def test_longest_id_and_longest_key_lifetime_are_accepted() -> None:
     validate_site_spec(["a" * 32], ["0-guest_x"], [("0-guest_x", "a" * 32)], MAX_KEY_TTL_S)
     validate_site_spec(["l"], [], [], 1)
+
+
+def test_write_private_syncs_the_file_and_its_directory(monkeypatch) -> None:
+    root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    try:
+        write_private(root / "state.json", b"{}")
+        assert synced == ["file", "dir"]
+        assert (root / "state.json").read_bytes() == b"{}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_write_private_leaves_no_temporary_file_when_it_fails(monkeypatch) -> None:
+    root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
+
+    def failing_replace(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    try:
+        (root / "state.json").write_bytes(b"old")
+        with pytest.raises(OSError, match="No space"):
+            write_private(root / "state.json", b"new")
+        assert sorted(p.name for p in root.iterdir()) == ["state.json"]
+        assert (root / "state.json").read_bytes() == b"old"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
