@@ -25,14 +25,17 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from smartlock import crypto
 from smartlock.core.errors import ConfigError
 from smartlock.core.issuance import DEFAULT_KEY_TTL_S, MAX_KEY_TTL_S
 from smartlock.core.wire import check_identifier
 
+KeyT = TypeVar("KeyT")
 SITE_FILE = "site.json"
 SITE_VERSION = 1
 BACKEND_USER = "backend"
@@ -105,18 +108,10 @@ class Site:
         return Credentials(identity, _read_text(self.identity_dir(identity) / "password").strip())
 
     def private_key(self, identity: str) -> crypto.PrivateKey:
-        path = self.private_key_path(identity)
-        try:
-            return crypto.load_private_key(_read_bytes(path))
-        except crypto.CryptoError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        return _load_key(self.private_key_path(identity), crypto.load_private_key)
 
     def public_key(self, identity: str) -> crypto.PublicKey:
-        path = self.public_key_path(identity)
-        try:
-            return crypto.load_public_key(_read_bytes(path))
-        except crypto.CryptoError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        return _load_key(self.public_key_path(identity), crypto.load_public_key)
 
     @classmethod
     def load(cls, root: Path) -> Site:
@@ -172,6 +167,13 @@ def _read_bytes(path: Path) -> bytes:
         raise ConfigError(f"missing {path}: is the site complete? ('smartlock init')") from None
     except PermissionError:
         raise ConfigError(f"cannot read {path}: permission denied") from None
+
+
+def _load_key(path: Path, load: Callable[[bytes], KeyT]) -> KeyT:
+    try:
+        return load(_read_bytes(path))
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _read_text(path: Path) -> str:

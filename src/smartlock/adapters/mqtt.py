@@ -25,7 +25,15 @@ logger = logging.getLogger(__name__)
 
 
 class BrokerUnavailable(SmartlockError):
-    """The broker refused us or could not be reached; the message says which, without secrets."""
+    """The broker refused us or could not be reached; the message says which, without secrets.
+
+    ``refused`` is true when retrying cannot help: the broker refused the credentials, or its
+    certificate does not verify against the site CA.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -34,13 +42,19 @@ class Incoming:
     payload: bytes
 
 
-def _describe(exc: aiomqtt.MqttError) -> str:
+def _describe(exc: aiomqtt.MqttError) -> tuple[str, bool]:
+    """A message for ``exc`` and whether it is a refusal that retrying cannot mend."""
     text = str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return "the broker's certificate is not signed by the site CA (or names another host)"
+        return "the broker's certificate is not signed by the site CA (or names another host)", True
     if "Not authorized" in text or "Bad user name or password" in text:
-        return "the broker refused the credentials (not authorized)"
-    return text
+        return "the broker refused the credentials (not authorized)", True
+    return text, False
+
+
+def _unavailable(prefix: str, exc: aiomqtt.MqttError) -> BrokerUnavailable:
+    message, refused = _describe(exc)
+    return BrokerUnavailable(f"{prefix}: {message}", refused=refused)
 
 
 SESSION_EXPIRY_S = 24 * 3600
@@ -104,10 +118,8 @@ class MqttConnection:
         except aiomqtt.MqttError as exc:
             close_refused_socket(self._client)
             where = f"{self._site.broker_host}:{self.port}"
-            raise BrokerUnavailable(
-                f"cannot connect to the broker at {where} as {self._credentials.username}: "
-                f"{_describe(exc)}"
-            ) from None
+            prefix = f"cannot connect to the broker at {where} as {self._credentials.username}"
+            raise _unavailable(prefix, exc) from None
         return self
 
     async def __aexit__(
@@ -125,13 +137,13 @@ class MqttConnection:
         try:
             await self._client.subscribe(topic, qos=1)
         except aiomqtt.MqttError as exc:
-            raise BrokerUnavailable(f"subscribe to {topic} failed: {_describe(exc)}") from None
+            raise _unavailable(f"subscribe to {topic} failed", exc) from None
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         try:
             await self._client.publish(topic, payload, qos=1, retain=retain)
         except aiomqtt.MqttError as exc:
-            raise BrokerUnavailable(f"publish to {topic} failed: {_describe(exc)}") from None
+            raise _unavailable(f"publish to {topic} failed", exc) from None
 
     async def messages(self) -> AsyncIterator[Incoming]:
         """Incoming messages; a lost connection ends them with :class:`BrokerUnavailable`."""
@@ -142,4 +154,4 @@ class MqttConnection:
                     payload = b"" if payload is None else str(payload).encode()
                 yield Incoming(str(message.topic), bytes(payload))
         except aiomqtt.MqttError as exc:
-            raise BrokerUnavailable(f"lost the broker: {_describe(exc)}") from None
+            raise _unavailable("lost the broker", exc) from None

@@ -9,6 +9,7 @@ another client.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from smartlock import crypto
@@ -46,19 +47,7 @@ def make_access_event(
         ack_tag,
         b"",
     )
-    signature = crypto.sign(lock_key, unsigned.signed_bytes())
-    return AccessEvent(
-        unsigned.event_id,
-        unsigned.at,
-        unsigned.lock_id,
-        unsigned.guest_id,
-        unsigned.key_id,
-        unsigned.counter,
-        unsigned.action,
-        unsigned.outcome,
-        unsigned.ack_tag,
-        signature,
-    )
+    return dataclasses.replace(unsigned, signature=crypto.sign(lock_key, unsigned.signed_bytes()))
 
 
 def open_access_event(

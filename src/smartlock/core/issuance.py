@@ -8,6 +8,7 @@ read any field of their delivery, then check binding (their own id), time and de
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -196,8 +197,9 @@ def make_denial(
     *, request_id: bytes, guest_id: str, reason: str, now: float, backend_key: crypto.PrivateKey
 ) -> SessionDenied:
     unsigned = SessionDenied(request_id, int(now), guest_id, reason, b"")
-    signature = crypto.sign(backend_key, unsigned.signed_bytes())
-    return SessionDenied(request_id, int(now), guest_id, reason, signature)
+    return dataclasses.replace(
+        unsigned, signature=crypto.sign(backend_key, unsigned.signed_bytes())
+    )
 
 
 def open_denial(

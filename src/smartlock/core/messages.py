@@ -39,16 +39,24 @@ class Action(IntEnum):
     LOCK = 2
 
 
-def open_frame(payload: bytes, expected: MessageType) -> Reader:
-    """Check size, version and type of ``payload``; return a reader positioned after them."""
+def peek_type(payload: bytes, allowed: tuple[MessageType, ...]) -> MessageType:
+    """Check size and version of ``payload`` and that its type is one of ``allowed``."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise Rejected(Reason.OVERSIZED, f"{len(payload)} bytes")
     if len(payload) < 2:
         raise Rejected(Reason.MALFORMED, "shorter than a header")
     if payload[0] != PROTOCOL_VERSION:
         raise Rejected(Reason.WRONG_VERSION, f"version {payload[0]}")
-    if payload[1] != expected:
-        raise Rejected(Reason.WRONG_TYPE, f"type {payload[1]}, expected {expected.name}")
+    for message_type in allowed:
+        if payload[1] == message_type:
+            return message_type
+    names = " or ".join(t.name for t in allowed)
+    raise Rejected(Reason.WRONG_TYPE, f"type {payload[1]}, expected {names}")
+
+
+def open_frame(payload: bytes, expected: MessageType) -> Reader:
+    """Check size, version and type of ``payload``; return a reader positioned after them."""
+    peek_type(payload, (expected,))
     reader = Reader(payload)
     reader.raw(2)
     return reader

@@ -22,7 +22,7 @@ from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.core.access import open_access_event
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.issuer import DeliverToLock, KeyDirectory, KeyIssuer
-from smartlock.core.messages import MessageType, message_type_of, open_frame
+from smartlock.core.messages import MessageType, peek_type
 from smartlock.core.policy import AccessPolicy, RecentIds
 from smartlock.services.common import Outbox, Rejections, reconnecting
 from smartlock.site import BACKEND_USER, Site
@@ -56,7 +56,6 @@ class Backend:
         )
         self._outbox = Outbox()
         self._event_ids = RecentIds(window_s=EVENT_MEMORY_S)
-        self.ready = asyncio.Event()
 
     async def run(self) -> None:
         try:
@@ -71,7 +70,6 @@ class Backend:
             await mqtt.subscribe(REQUESTS_TOPIC)
             await mqtt.subscribe(EVENTS_TOPIC)
             logger.info("Backend listening for session requests on %s", REQUESTS_TOPIC)
-            self.ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._outbox.drain(mqtt.publish), name="backend-outbox")
                 tasks.create_task(self._expire_pending(), name="backend-expiry")
@@ -113,9 +111,7 @@ class Backend:
     def _on_lock_event(self, lock_id: str, payload: bytes) -> None:
         if lock_id not in self._lock_keys:
             raise Rejected(Reason.UNKNOWN_LOCK, lock_id)
-        kind = message_type_of(payload)
-        if kind is None:
-            open_frame(payload, MessageType.ACCESS_EVENT)  # raises the precise reason
+        kind = peek_type(payload, (MessageType.KEY_ACK, MessageType.ACCESS_EVENT))
         if kind is MessageType.KEY_ACK:
             release = self.issuer.on_key_ack(lock_id, payload)
             logger.info(
@@ -125,7 +121,7 @@ class Backend:
                 release.guest_id,
             )
             self._outbox.put(f"guests/{release.guest_id}/session", release.payload)
-        elif kind is MessageType.ACCESS_EVENT:
+        else:
             event = open_access_event(
                 payload, lock_id=lock_id, lock_public=self._lock_keys[lock_id]
             )
@@ -140,8 +136,6 @@ class Backend:
                 event.key_id[:4].hex(),
             )
             self._outbox.put(f"guests/{event.guest_id}/events", payload)
-        else:
-            raise Rejected(Reason.WRONG_TYPE, "not an event a lock may send")
 
     async def _expire_pending(self) -> None:
         while True:

@@ -10,8 +10,6 @@ from collections.abc import Awaitable, Callable
 from smartlock.adapters.mqtt import BrokerUnavailable
 from smartlock.core.errors import Reason, Rejected
 
-FATAL_BROKER_ERRORS = ("not authorized", "not signed by the site CA")
-
 
 class Rejections:
     """Counts every refused input by reason and logs it once, with the reason and the count."""
@@ -84,7 +82,7 @@ async def reconnecting(
             return
         except* BrokerUnavailable as group:  # sessions run TaskGroups, which wrap errors
             exc = group.exceptions[0]
-            if any(marker in str(exc) for marker in FATAL_BROKER_ERRORS):
+            if isinstance(exc, BrokerUnavailable) and exc.refused:
                 raise exc from None
             if loop.time() - started > max_backoff_s:
                 backoff = 0.2  # it was connected for a while: start again from a short wait

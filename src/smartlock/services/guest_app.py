@@ -72,8 +72,8 @@ class GuestApp:
             )
         self.site = site
         self.guest_id = guest_id
-        self.radio_transport = radio or site.virtual_radio(guest_id)
-        open_radio(self.radio_transport, name=guest_id)  # loads the radio stack before any timing
+        # made here, so the radio stack is loaded before any timing starts
+        self.radio = open_radio(radio or site.virtual_radio(guest_id), name=guest_id)
         self._interval_ms = advertising_interval_ms
         self._clock = clock
         self._key = site.private_key(guest_id)
@@ -108,7 +108,7 @@ class GuestApp:
                     stack.enter_async_context(
                         MqttConnection(self.site, self.site.credentials(self.guest_id))
                     ),
-                    stack.enter_async_context(open_radio(self.radio_transport, name=self.guest_id)),
+                    stack.enter_async_context(self.radio),
                 )
                 await mqtt.subscribe(self.session_topic)
                 await mqtt.subscribe(self.events_topic)

@@ -71,8 +71,6 @@ class LockAgent:
         self.rejections = Rejections(logger)
         self._outbox = Outbox()
         self._relock: asyncio.TimerHandle | None = None
-        self.mqtt_ready = asyncio.Event()
-        self.radio_ready = asyncio.Event()
 
     @property
     def session_topic(self) -> str:
@@ -98,7 +96,6 @@ class LockAgent:
         async with MqttConnection(self.site, credentials, persistent=True) as mqtt:
             await mqtt.subscribe(self.session_topic)
             logger.info("Subscribed to %s for session keys", self.session_topic)
-            self.mqtt_ready.set()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._outbox.drain(mqtt.publish), name="lock-outbox")
                 async for message in mqtt.messages():
@@ -144,7 +141,6 @@ class LockAgent:
         async with open_radio(self.radio_transport, name=self.lock_id) as radio:
             logger.info("Scanning for BLE advertisements on %s", self.radio_transport)
             scanner = radio.scan()
-            self.radio_ready.set()
             async for report in scanner:
                 self._safely(self.on_advertisement, report)
 
