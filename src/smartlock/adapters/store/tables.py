@@ -1,0 +1,132 @@
+"""The store's tables as SQLAlchemy 2 declarative models.
+
+These models describe the schema the migrations build; they never create it.  Real databases are
+created and upgraded by Alembic only (``migrations/versions``), and a test compares the migrated
+schema with these models, so the two cannot drift apart.
+
+Times are ``BigInteger`` Unix seconds, except ``audit.at_ms`` (Unix milliseconds).  Every
+constraint and index has a name from :data:`NAMING_CONVENTION`, so that later migrations can
+refer to them on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+IDENTIFIER_LENGTH = 32  # smartlock.core.wire.check_identifier
+TAG_LENGTH = 16  # smartlock.crypto.MAC_BYTES
+AUDIT_HEAD_ID = 1  # the one row of audit_head
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRow(Base):
+    """A user; a removed user keeps its row (``removed_at`` set) for the audit trail."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(IDENTIFIER_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    removed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class LockRow(Base):
+    __tablename__ = "locks"
+
+    lock_id: Mapped[str] = mapped_column(String(IDENTIFIER_LENGTH), primary_key=True)
+    added_at: Mapped[int] = mapped_column(BigInteger)
+    command_epoch: Mapped[int] = mapped_column(Integer)
+    revocation_version: Mapped[int] = mapped_column(Integer)
+    last_report_seq: Mapped[int] = mapped_column(BigInteger)  # 0: no report seen yet
+
+
+class PassRow(Base):
+    __tablename__ = "passes"
+    __table_args__ = (
+        Index(None, "guest", "lock_id"),
+        Index(None, "lock_id"),
+        {"sqlite_autoincrement": True},  # a pass id is never reused
+    )
+
+    pass_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guest: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    lock_id: Mapped[str] = mapped_column(ForeignKey("locks.lock_id"))
+    valid_from: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer)
+    weekly_hours: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AuditRow(Base):
+    """One chained audit entry (smartlock.core.audit); ``event_key`` makes redeliveries no-ops."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index(None, "lock_id"),
+        Index(None, "who"),
+        Index(None, "at_ms"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    who: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    lock_id: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    event_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    prev_tag: Mapped[bytes] = mapped_column(LargeBinary)
+    tag: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditHeadRow(Base):
+    """The single row that numbers the audit log: the last seq and tag, the writers' lock."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint(f"id = {AUDIT_HEAD_ID}", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_tag: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LockHealthRow(Base):
+    __tablename__ = "lock_health"
+
+    lock_id: Mapped[str] = mapped_column(ForeignKey("locks.lock_id"), primary_key=True)
+    online: Mapped[bool] = mapped_column()
+    last_heartbeat: Mapped[int | None] = mapped_column(BigInteger)
+    bolt_state: Mapped[str] = mapped_column(String(16))
+    revocation_version_applied: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+metadata = Base.metadata

@@ -1,0 +1,81 @@
+"""Users: added once, removed softly (their passes revoked), brought back under a new role."""
+
+from __future__ import annotations
+
+import pytest
+
+from smartlock.adapters.store import Store
+from smartlock.core.errors import StoreError
+from smartlock.core.roles import Role
+
+NOW = 1_800_000_000
+
+
+def test_added_user_can_be_read_back(store: Store) -> None:
+    added = store.add_user("alice", Role.OWNER, now=NOW)
+    assert added.active
+    assert store.get_user("alice") == added
+    assert added.role is Role.OWNER
+    assert added.created_at == NOW
+
+
+def test_unknown_user_is_none(store: Store) -> None:
+    assert store.get_user("nobody") is None
+
+
+def test_adding_an_existing_user_is_refused(store: Store) -> None:
+    store.add_user("alice", Role.OWNER, now=NOW)
+    with pytest.raises(StoreError, match="user alice already exists"):
+        store.add_user("alice", Role.GUEST, now=NOW)
+
+
+def test_user_names_must_be_identifiers(store: Store) -> None:
+    with pytest.raises(StoreError, match="invalid user name"):
+        store.add_user("Alice Smith", Role.GUEST, now=NOW)
+
+
+def test_removed_user_stays_readable_but_inactive(store: Store) -> None:
+    store.add_user("bob", Role.RESIDENT, now=NOW)
+    assert store.remove_user("bob", now=NOW + 5) == []
+    removed = store.get_user("bob")
+    assert removed is not None
+    assert not removed.active
+    assert removed.removed_at == NOW + 5
+
+
+def test_list_users_hides_removed_ones_unless_asked(store: Store) -> None:
+    store.add_user("carol", Role.GUEST, now=NOW)
+    store.add_user("alice", Role.OWNER, now=NOW)
+    store.remove_user("carol", now=NOW + 1)
+    assert [user.name for user in store.list_users()] == ["alice"]
+    assert [user.name for user in store.list_users(include_removed=True)] == ["alice", "carol"]
+
+
+def test_removing_an_unknown_or_removed_user_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown user ghost"):
+        store.remove_user("ghost", now=NOW)
+    store.add_user("bob", Role.GUEST, now=NOW)
+    store.remove_user("bob", now=NOW)
+    with pytest.raises(StoreError, match="already removed"):
+        store.remove_user("bob", now=NOW)
+
+
+def test_a_removed_name_can_be_added_again_with_a_new_role(store: Store) -> None:
+    store.add_user("dave", Role.GUEST, now=NOW)
+    store.remove_user("dave", now=NOW + 1)
+    back = store.add_user("dave", Role.RESIDENT, now=NOW + 2)
+    assert back.active
+    assert back.role is Role.RESIDENT
+    assert back.created_at == NOW + 2
+    assert store.get_user("dave") == back
+
+
+def test_recently_removed_users_are_those_removed_since(store: Store) -> None:
+    for name in ("erin", "frank", "grace"):
+        store.add_user(name, Role.GUEST, now=NOW)
+    store.remove_user("erin", now=NOW + 10)
+    store.remove_user("frank", now=NOW + 20)
+    store.remove_user("grace", now=NOW + 30)
+    store.add_user("grace", Role.GUEST, now=NOW + 40)  # back again: no longer removed
+    assert store.recently_removed_users(since=NOW + 20) == ["frank"]
+    assert store.recently_removed_users(since=NOW) == ["erin", "frank"]
