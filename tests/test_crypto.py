@@ -271,3 +271,102 @@ def test_server_certificate_needs_an_ec_ca_key(ca, key) -> None:
     rsa_ca = crypto.CertifiedKey(crypto.private_key_to_pem(key), ca.cert_pem)
     with pytest.raises(crypto.CryptoError):
         crypto.make_server_certificate(rsa_ca, ["broker.local"], now=NOW)
+
+
+# --- key derivation and sealing (remote commands) ---------------------------------------------
+
+NONCE = b"\x0c" * 12
+
+
+def test_derived_key_is_32_bytes_and_deterministic() -> None:
+    derived = crypto.derive_key(SECRET, b"label", b"context")
+    assert len(derived) == 32
+    assert crypto.derive_key(SECRET, b"label", b"context") == derived
+    assert derived != SECRET
+
+
+@pytest.mark.parametrize(
+    ("master", "label", "context"),
+    [
+        (KEY, b"label", b"context"),
+        (SECRET, b"other-label", b"context"),
+        (SECRET, b"label", b"other-context"),
+        (SECRET, b"label", b""),
+    ],
+    ids=["master", "label", "context", "empty-context"],
+)
+def test_derived_keys_differ_by_master_label_and_context(
+    master: bytes, label: bytes, context: bytes
+) -> None:
+    assert crypto.derive_key(master, label, context) != crypto.derive_key(
+        SECRET, b"label", b"context"
+    )
+
+
+def test_derivation_separates_label_from_context() -> None:
+    assert crypto.derive_key(SECRET, b"ab", b"c") != crypto.derive_key(SECRET, b"a", b"bc")
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_derivation_needs_a_32_byte_master(size: int) -> None:
+    with pytest.raises(crypto.CryptoError):
+        crypto.derive_key(b"\x00" * size, b"label", b"context")
+
+
+def test_sealed_message_opens_to_its_plaintext() -> None:
+    sealed = crypto.seal(KEY, NONCE, b"unlock now", b"associated")
+    assert len(sealed) == len(b"unlock now") + 16  # ciphertext and a 16-byte tag
+    assert b"unlock now" not in sealed
+    assert crypto.open_sealed(KEY, NONCE, sealed, b"associated") == b"unlock now"
+
+
+def test_empty_plaintext_seals_to_a_bare_tag() -> None:
+    sealed = crypto.seal(KEY, NONCE, b"", b"associated")
+    assert len(sealed) == 16
+    assert crypto.open_sealed(KEY, NONCE, sealed, b"associated") == b""
+
+
+def test_sealed_message_does_not_open_after_any_one_bit_change() -> None:
+    sealed = crypto.seal(KEY, NONCE, b"unlock now", b"associated")
+    for bit in range(8 * len(sealed)):
+        changed = bytearray(sealed)
+        changed[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(crypto.CryptoError):
+            crypto.open_sealed(KEY, NONCE, bytes(changed), b"associated")
+
+
+@pytest.mark.parametrize(
+    ("key", "nonce", "associated"),
+    [
+        (b"\x43" * 32, NONCE, b"associated"),
+        (KEY, b"\x0d" * 12, b"associated"),
+        (KEY, NONCE, b"associatee"),
+        (KEY, NONCE, b""),
+    ],
+    ids=["key", "nonce", "associated-data", "no-associated-data"],
+)
+def test_sealed_message_opens_only_with_its_key_nonce_and_associated_data(
+    key: bytes, nonce: bytes, associated: bytes
+) -> None:
+    sealed = crypto.seal(KEY, NONCE, b"unlock now", b"associated")
+    with pytest.raises(crypto.CryptoError):
+        crypto.open_sealed(key, nonce, sealed, associated)
+
+
+@pytest.mark.parametrize("size", [0, 15])
+def test_truncated_sealed_message_does_not_open(size: int) -> None:
+    sealed = crypto.seal(KEY, NONCE, b"unlock now", b"associated")
+    with pytest.raises(crypto.CryptoError):
+        crypto.open_sealed(KEY, NONCE, sealed[:size], b"associated")
+
+
+@pytest.mark.parametrize(
+    ("key", "nonce"),
+    [(KEY[:31], NONCE), (KEY + b"\x00", NONCE), (KEY, NONCE[:11]), (KEY, NONCE + b"\x00")],
+    ids=["short-key", "long-key", "short-nonce", "long-nonce"],
+)
+def test_seal_and_open_refuse_wrong_key_or_nonce_sizes(key: bytes, nonce: bytes) -> None:
+    with pytest.raises(crypto.CryptoError):
+        crypto.seal(key, nonce, b"m", b"a")
+    with pytest.raises(crypto.CryptoError):
+        crypto.open_sealed(key, nonce, b"\x00" * 17, b"a")

@@ -6,8 +6,11 @@ algorithm parameter.  The choices, as the README's security model states them:
 * key pairs: RSA-2048, public exponent 65537;
 * key transport: RSA-OAEP with SHA-256 (MGF1-SHA-256), no label;
 * signatures: RSA-PSS with SHA-256, MGF1-SHA-256, salt length = digest length (32 bytes);
-* BLE tokens and acknowledgements: HMAC-SHA-256 truncated to 16 bytes, compared with
-  :func:`hmac.compare_digest`, every input prefixed by a domain-separation label;
+* BLE tokens, acknowledgements, lock reports, the audit chain: HMAC-SHA-256 truncated to 16
+  bytes, compared with :func:`hmac.compare_digest`, every input prefixed by a domain-separation
+  label;
+* remote commands: AES-256-GCM (96-bit random nonce, 128-bit tag) under a per-lock command key
+  derived by HKDF-SHA-256 from the backend's command master key, the lock id and an epoch;
 * site PKI: an ECDSA P-256 CA and broker certificate, SHA-256, made with ``cryptography.x509``.
 
 Every failure of a primitive surfaces as :class:`CryptoError` with no detail, as Fernet does.
@@ -23,15 +26,18 @@ import secrets
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 RSA_KEY_BITS = 2048
 SESSION_KEY_BYTES = 32
 MAC_BYTES = 16
 DIGEST_BYTES = 32
+NONCE_BYTES = 12
 
 PrivateKey = rsa.RSAPrivateKey
 PublicKey = rsa.RSAPublicKey
@@ -152,6 +158,42 @@ def mac(key: bytes, label: bytes, message: bytes) -> bytes:
 def mac_is_valid(key: bytes, label: bytes, message: bytes, tag: bytes) -> bool:
     """Constant-time check of a :func:`mac` tag."""
     return hmac.compare_digest(mac(key, label, message), tag)
+
+
+# --- symmetric encryption (remote commands) ----------------------------------------------------
+
+
+def derive_key(master: bytes, label: bytes, context: bytes) -> bytes:
+    """HKDF-SHA-256 of a 32-byte ``master`` secret: a 32-byte key for ``label`` and ``context``."""
+    if len(master) != SESSION_KEY_BYTES:
+        raise CryptoError("master secrets are 32 bytes")
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=SESSION_KEY_BYTES,
+        salt=None,
+        info=label + b"\x00" + context,
+    ).derive(master)
+
+
+def seal(key: bytes, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """AES-256-GCM: ciphertext and 16-byte tag; ``associated`` is authenticated, not encrypted.
+
+    The caller puts its domain-separation label in ``associated`` and never reuses a nonce under
+    one key (nonces are random, 96 bits, from :func:`random_bytes`).
+    """
+    if len(key) != SESSION_KEY_BYTES or len(nonce) != NONCE_BYTES:
+        raise CryptoError("bad key or nonce size")
+    return AESGCM(key).encrypt(nonce, plaintext, associated)
+
+
+def open_sealed(key: bytes, nonce: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """The plaintext of :func:`seal`'s output, or :class:`CryptoError` if anything was altered."""
+    if len(key) != SESSION_KEY_BYTES or len(nonce) != NONCE_BYTES:
+        raise CryptoError("bad key or nonce size")
+    try:
+        return AESGCM(key).decrypt(nonce, sealed, associated)
+    except InvalidTag:
+        raise CryptoError("message authentication failed") from None
 
 
 # --- site PKI (TLS for the broker) -----------------------------------------------------------

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import pytest
 
 from smartlock import crypto
+from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import Issuance, issue_session_key
 from smartlock.core.lock_verifier import LockVerifier
-from smartlock.core.messages import SessionRequest
+from smartlock.core.messages import NO_PASS, UNLIMITED_USES, SessionRequest
 
 NOW = 1_800_000_000.0
 LOCK_ID = "lock1"
@@ -112,7 +113,8 @@ def issue(
     """``issue(lock_id=..., guest_id=..., now=..., ttl_s=...)``: a real, backend-signed issuance.
 
     Each lock id / guest id is encrypted to the matching session key pair unless
-    ``lock_public`` / ``guest_public`` say otherwise.
+    ``lock_public`` / ``guest_public`` say otherwise.  ``pass_id``, ``max_uses`` and
+    ``not_after`` issue the key under a guest pass, as the backend's policy grants it.
     """
     lock_keys = {LOCK_ID: lock_key, OTHER_LOCK_ID: other_lock_key}
     guest_keys = {GUEST_ID: guest_key, OTHER_GUEST_ID: other_guest_key}
@@ -127,6 +129,9 @@ def issue(
         signer: crypto.PrivateKey | None = None,
         lock_public: crypto.PublicKey | None = None,
         guest_public: crypto.PublicKey | None = None,
+        pass_id: int = NO_PASS,
+        max_uses: int = UNLIMITED_USES,
+        not_after: int | None = None,
     ) -> Issued:
         request = SessionRequest(
             request_id=request_id if request_id is not None else random_bytes(16),
@@ -142,6 +147,9 @@ def issue(
             lock_public=lock_public or lock_keys[lock_id].public_key(),
             guest_public=guest_public or guest_keys[guest_id].public_key(),
             random_bytes=random_bytes,
+            pass_id=pass_id,
+            max_uses=max_uses,
+            not_after=not_after,
         )
         return Issued(request, issuance)
 
@@ -160,12 +168,20 @@ def make_verifier(
     """``make_verifier(lock_id=..., duplicate_window_s=...)``: a fresh verifier for that lock."""
     lock_keys = {LOCK_ID: lock_key, OTHER_LOCK_ID: other_lock_key}
 
-    def _make(*, lock_id: str = LOCK_ID, duplicate_window_s: float = 3.0) -> LockVerifier:
+    def _make(
+        *,
+        lock_id: str = LOCK_ID,
+        duplicate_window_s: float = 3.0,
+        intrusion: IntrusionDetector | None = None,
+    ) -> LockVerifier:
         return LockVerifier(
             lock_id=lock_id,
             backend_public=backend_key.public_key(),
             lock_key=lock_keys[lock_id],
             duplicate_window_s=duplicate_window_s,
+            # Unit tests of the verifier's rules are not about lockouts: a detector that never
+            # locks out, unless a test passes its own.
+            intrusion=IntrusionDetector(threshold=1_000_000) if intrusion is None else intrusion,
         )
 
     return _make

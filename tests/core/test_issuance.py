@@ -93,7 +93,7 @@ def _lock_delivery_structure(delivery: LockDelivery) -> tuple[set[int], set[int]
     lengths.append(offset)  # lock id length
     offset += 1 + len(h.lock_id)
     lengths.append(offset)  # guest id length
-    offset += 1 + len(h.guest_id)
+    offset += 1 + len(h.guest_id) + 4 + 2  # guest id, pass id, max uses
     lengths += [offset, offset + 1]  # ciphertext length
     offset += 2 + len(delivery.lock_ciphertext) + 32
     lengths += [offset, offset + 1]  # signature length
@@ -110,7 +110,7 @@ def _guest_delivery_structure(delivery: GuestDelivery) -> tuple[set[int], set[in
     lengths.append(offset)
     offset += 1 + len(h.lock_id)
     lengths.append(offset)
-    offset += 1 + len(h.guest_id) + 16  # guest id, request id
+    offset += 1 + len(h.guest_id) + 4 + 2 + 16  # guest id, pass id, max uses, request id
     lengths += [offset, offset + 1]
     offset += 2 + len(delivery.guest_ciphertext) + 32
     lengths += [offset, offset + 1]

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from smartlock import crypto
 from smartlock.core.access import access_ack_is_valid, make_access_event, open_access_event
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.issuance import (
@@ -28,27 +29,64 @@ from smartlock.core.issuer import (
     KeyIssuer,
 )
 from smartlock.core.messages import MAX_MESSAGE_BYTES, KeyAck, SessionDenied, SessionRequest
-from smartlock.core.policy import AccessPolicy
+from smartlock.core.policy import KeyGrant
+from smartlock.core.roles import Role
 from smartlock.core.token import advertising_data, make_token
 
 NOW = 1_800_000_000.0
 ACK_TIMEOUT_S = 5.0
 TTL_S = 120
+GUEST_PASS = KeyGrant(Role.GUEST, pass_id=42, max_uses=3, not_after=int(NOW) + 60)
+
+
+class FakeDirectory:
+    """An in-memory :class:`KeyDirectory`: known keys, and one answer per (user, lock)."""
+
+    def __init__(
+        self,
+        *,
+        locks: dict[str, crypto.PublicKey],
+        users: dict[str, crypto.PublicKey],
+        answers: dict[tuple[str, str], KeyGrant | Reason],
+    ) -> None:
+        self.locks, self.users, self.answers = locks, users, answers
+
+    def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
+        if user not in self.users:
+            raise Rejected(Reason.UNKNOWN_USER, user, who=user)
+        if lock_id not in self.locks:
+            raise Rejected(Reason.UNKNOWN_LOCK, lock_id)
+        answer = self.answers.get((user, lock_id), Reason.NO_PASS)
+        if isinstance(answer, Reason):
+            raise Rejected(answer, f"{user} at {lock_id}", who=user, pass_id=7)
+        return answer
+
+    def lock_public(self, lock_id: str) -> crypto.PublicKey:
+        return self.locks[lock_id]
+
+    def user_public(self, user: str) -> crypto.PublicKey:
+        return self.users[user]
 
 
 @pytest.fixture
-def issuer(backend_key, lock_key, other_lock_key, guest_key, other_guest_key, random_bytes):
+def directory(lock_key, other_lock_key, guest_key, other_guest_key) -> FakeDirectory:
+    return FakeDirectory(
+        locks={"lock1": lock_key.public_key(), "lock2": other_lock_key.public_key()},
+        users={"guest1": guest_key.public_key(), "guest2": other_guest_key.public_key()},
+        answers={
+            ("guest1", "lock1"): KeyGrant(Role.RESIDENT),
+            ("guest2", "lock1"): KeyGrant(Role.RESIDENT),
+            ("guest2", "lock2"): GUEST_PASS,
+        },
+    )
+
+
+@pytest.fixture
+def issuer(backend_key, directory, random_bytes) -> KeyIssuer:
+    checked: KeyDirectory = directory  # the fake honours the protocol
     return KeyIssuer(
         backend_key=backend_key,
-        directory=KeyDirectory(
-            locks={"lock1": lock_key.public_key(), "lock2": other_lock_key.public_key()},
-            guests={"guest1": guest_key.public_key(), "guest2": other_guest_key.public_key()},
-        ),
-        policy=AccessPolicy(
-            locks=frozenset({"lock1", "lock2"}),
-            guests=frozenset({"guest1", "guest2"}),
-            grants=frozenset({("guest1", "lock1"), ("guest2", "lock1")}),
-        ),
+        directory=checked,
         random_bytes=random_bytes,
         ttl_s=TTL_S,
         ack_timeout_s=ACK_TIMEOUT_S,
@@ -100,6 +138,36 @@ def test_request_yields_a_delivery_the_lock_can_open(delivered, backend_key, loc
     assert key.header.expires_at - key.header.issued_at == TTL_S
 
 
+def test_the_grant_of_a_pass_is_written_into_the_key(issuer, backend_key, other_lock_key) -> None:
+    out = issuer.on_request("guest2", _request("lock2"), NOW)
+    assert isinstance(out, DeliverToLock)
+    assert out.grant == GUEST_PASS
+    key = open_lock_delivery(
+        out.payload,
+        lock_id="lock2",
+        backend_public=backend_key.public_key(),
+        lock_key=other_lock_key,
+        now=NOW,
+    )
+    assert (key.header.pass_id, key.header.max_uses) == (42, 3)
+    assert key.header.expires_at == GUEST_PASS.not_after  # the pass ends before the TTL
+
+
+def test_a_grant_without_a_pass_gives_a_key_of_the_full_lifetime(delivered) -> None:
+    header = delivered.key.header
+    assert (header.pass_id, header.max_uses) == (0, 0)
+    assert header.expires_at == int(NOW) + TTL_S
+
+
+def test_a_pass_ending_after_the_lifetime_does_not_lengthen_the_key(issuer, directory) -> None:
+    directory.answers["guest1", "lock1"] = dataclasses.replace(
+        GUEST_PASS, not_after=int(NOW) + 10 * TTL_S
+    )
+    out = issuer.on_request("guest1", _request(), NOW)
+    assert isinstance(out, DeliverToLock)
+    assert out.key.header.expires_at == int(NOW) + TTL_S
+
+
 def test_request_leaves_the_guest_delivery_pending_until_the_deadline(issuer, delivered) -> None:
     assert issuer.next_deadline() == NOW + ACK_TIMEOUT_S
     assert issuer.expire(NOW + ACK_TIMEOUT_S - 0.01) == []
@@ -126,14 +194,34 @@ def test_replayed_request_outside_the_replay_window_is_stale(issuer, delivered) 
     assert out.reason == Reason.STALE.value
 
 
-def test_ungranted_request_is_denied_with_a_signed_denial(issuer, backend_key) -> None:
+def test_policy_refusal_is_a_signed_denial_carrying_the_refusal(issuer, backend_key) -> None:
     out = issuer.on_request("guest1", _request("lock2"), NOW)
     assert isinstance(out, DenyGuest)
     assert out.guest_id == "guest1"
-    assert out.reason == Reason.NOT_GRANTED.value
+    assert out.reason == Reason.NO_PASS.value
+    assert out.rejected is not None
+    assert (out.rejected.reason, out.rejected.who, out.rejected.pass_id) == (
+        Reason.NO_PASS,
+        "guest1",
+        7,
+    )
     denial = _open_denial(out, backend_key)
-    assert denial.reason == "not_granted"
+    assert denial.reason == "no_pass"
     assert issuer.next_deadline() is None  # nothing was issued
+
+
+@pytest.mark.parametrize(
+    "reason", [Reason.OUTSIDE_HOURS, Reason.PASS_REVOKED, Reason.USES_EXHAUSTED, Reason.EXPIRED]
+)
+def test_each_policy_refusal_reaches_the_guest_signed(
+    issuer, directory, backend_key, reason: Reason
+) -> None:
+    directory.answers["guest1", "lock1"] = reason
+    out = issuer.on_request("guest1", _request(), NOW)
+    assert isinstance(out, DenyGuest)
+    assert out.rejected is not None
+    assert out.rejected.reason is reason
+    assert _open_denial(out, backend_key).reason == reason.value
 
 
 @pytest.mark.parametrize(
@@ -154,14 +242,15 @@ def test_refused_request_is_denied_with_its_reason(
     assert _open_denial(out, backend_key).reason == reason.value
 
 
-def test_request_from_unknown_guest_is_rejected_not_answered(issuer) -> None:
-    assert _reason(issuer.on_request, "guest9", _request(), NOW) is Reason.UNKNOWN_GUEST
+def test_request_from_unknown_user_is_rejected_not_answered(issuer) -> None:
+    assert _reason(issuer.on_request, "guest9", _request(), NOW) is Reason.UNKNOWN_USER
+    assert issuer.next_deadline() is None
 
 
 @pytest.mark.parametrize("sent_at", [NOW - 3600, NOW + 3600], ids=["stale", "future"])
-def test_unknown_guest_is_never_answered(issuer, sent_at: float) -> None:
+def test_unknown_user_is_never_answered(issuer, sent_at: float) -> None:
     assert _reason(issuer.on_request, "guest9", _request(sent_at=sent_at), NOW) is (
-        Reason.UNKNOWN_GUEST
+        Reason.UNKNOWN_USER
     )
 
 
@@ -308,6 +397,26 @@ def test_a_guest_cannot_pile_up_issuances_its_lock_has_not_acknowledged(issuer) 
     assert refused.reason == TOO_MANY_REQUESTS
     other = issuer.on_request("guest2", _request(request_id=b"\x0a" * 16), NOW)
     assert isinstance(other, DeliverToLock)
+
+
+def test_a_refused_guest_asking_too_often_is_rate_limited_without_an_answer(
+    issuer, directory
+) -> None:
+    """Every denial costs an RSA signature: the limit guards denials as well as keys."""
+    directory.answers["guest1", "lock1"] = Reason.OUTSIDE_HOURS
+    for n in range(REQUEST_BURST):
+        answer = issuer.on_request("guest1", _request(request_id=bytes([n + 1]) * 16), NOW)
+        assert isinstance(answer, DenyGuest)
+    over = _request(request_id=b"\x7f" * 16)
+    assert _reason(issuer.on_request, "guest1", over, NOW) is Reason.RATE_LIMITED
+
+
+def test_stale_requests_asked_too_often_are_rate_limited_without_an_answer(issuer) -> None:
+    for n in range(REQUEST_BURST):
+        stale = _request(request_id=bytes([n + 1]) * 16, sent_at=NOW - 3600)
+        assert isinstance(issuer.on_request("guest1", stale, NOW), DenyGuest)
+    over = _request(request_id=b"\x7f" * 16, sent_at=NOW - 3600)
+    assert _reason(issuer.on_request, "guest1", over, NOW) is Reason.RATE_LIMITED
 
 
 def test_a_guest_asking_too_often_is_rate_limited_without_an_answer(issuer) -> None:

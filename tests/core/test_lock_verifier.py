@@ -8,15 +8,18 @@ import json
 import pytest
 
 from smartlock.core.errors import Reason, Rejected
+from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import SessionKey
 from smartlock.core.lock_verifier import (
+    COUNTED_FAILURES,
     KEEP_EXPIRED_KEYS_S,
     MAX_KEYS_PER_GUEST,
     AccessGranted,
     KeyInstalled,
     LockVerifier,
 )
-from smartlock.core.messages import Action
+from smartlock.core.messages import NO_PASS, UNLIMITED_USES, Action
+from smartlock.core.revocation import RevocationList
 from smartlock.core.token import advertising_data, make_token, token_is_valid, token_slot
 
 NOW = 1_800_000_000.0
@@ -320,7 +323,7 @@ def test_snapshot_names_this_lock_and_is_refused_by_another(verifier, key, make_
 
 def test_snapshot_of_another_version_is_refused(verifier, key, make_verifier) -> None:
     state = json.loads(verifier.snapshot())
-    state["version"] = 2
+    state["version"] = 1  # the format before passes and revocations
     with pytest.raises(ValueError, match="unreadable"):
         make_verifier().restore(json.dumps(state).encode())
 
@@ -334,7 +337,7 @@ def test_snapshot_restores_to_an_equal_snapshot(verifier, key, make_verifier) ->
 
 def _valid_state() -> dict:
     return {
-        "version": 1,
+        "version": 2,
         "lock_id": LOCK,
         "keys": [
             {
@@ -343,11 +346,19 @@ def _valid_state() -> dict:
                 "expires_at": int(NOW) + 300,
                 "lock_id": LOCK,
                 "guest_id": "guest1",
+                "pass_id": 7,
+                "max_uses": 0,
                 "secret": "11" * 32,
                 "last_counter": 3,
             }
         ],
         "retired_up_to": {"guest1": int(NOW) - 10},
+        "pass_uses": {"7": 1},
+        "revocation_version": 3,
+        "revoked_passes": [5],
+        "revoked_users": ["guest9"],
+        "revoked_keys": [["22" * 16, "guest1", 5, int(NOW) + 100]],
+        "intrusion": IntrusionDetector().snapshot().decode(),
     }
 
 
@@ -482,3 +493,372 @@ def test_a_delivery_older_than_a_retired_key_is_refused(verifier, issue) -> None
     for i in range(1, 1 + MAX_KEYS_PER_GUEST + 1):
         verifier.accept_delivery(issue(now=NOW + i).lock_payload, NOW + i)
     assert _reason(verifier.accept_delivery, never_delivered, NOW + 10) is Reason.REPLAY
+
+
+# --- passes: use limits ------------------------------------------------------------------------
+
+PASS_ID = 7
+LONG_TTL_S = 3600
+
+
+def _pass_key(
+    verifier: LockVerifier,
+    issue,
+    *,
+    pass_id: int = PASS_ID,
+    max_uses: int = UNLIMITED_USES,
+    guest_id: str = "guest1",
+    at: float = NOW,
+    ttl_s: int = TTL_S,
+) -> SessionKey:
+    """A key issued under a pass at ``at`` and installed through a real delivery."""
+    issued = issue(guest_id=guest_id, now=at, ttl_s=ttl_s, pass_id=pass_id, max_uses=max_uses)
+    return verifier.accept_delivery(issued.lock_payload, at).key
+
+
+def _refusal(call, *args, **kwargs) -> Rejected:
+    with pytest.raises(Rejected) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+def test_pass_key_carries_its_pass_its_use_limit_and_its_end(verifier, issue) -> None:
+    issued = issue(pass_id=PASS_ID, max_uses=2, not_after=int(NOW) + 60)
+    key = verifier.accept_delivery(issued.lock_payload, NOW).key
+    assert (key.header.pass_id, key.header.max_uses) == (PASS_ID, 2)
+    assert key.header.expires_at == int(NOW) + 60
+    assert _reason(verifier.check_advertisement, _timely_ad(key, NOW + 60), NOW + 60) is (
+        Reason.EXPIRED
+    )
+
+
+def test_unlocks_beyond_the_pass_limit_are_refused(verifier, issue) -> None:
+    key = _pass_key(verifier, issue, max_uses=2)
+    assert verifier.check_advertisement(_ad(key, 1), NOW) is not None
+    assert verifier.check_advertisement(_ad(key, 2), NOW) is not None
+    refusal = _refusal(verifier.check_advertisement, _ad(key, 3), NOW)
+    assert (refusal.reason, refusal.who, refusal.pass_id) == (
+        Reason.USES_EXHAUSTED,
+        "guest1",
+        PASS_ID,
+    )
+
+
+def test_lock_actions_do_not_count_against_the_pass(verifier, issue) -> None:
+    key = _pass_key(verifier, issue, max_uses=1)
+    for counter in (1, 2, 3):
+        assert verifier.check_advertisement(_ad(key, counter, Action.LOCK), NOW) is not None
+    assert verifier.check_advertisement(_ad(key, 4), NOW) is not None
+    assert _reason(verifier.check_advertisement, _ad(key, 5), NOW) is Reason.USES_EXHAUSTED
+    # a used-up pass still lets its guest lock the door
+    grant = verifier.check_advertisement(_ad(key, 6, Action.LOCK), NOW)
+    assert grant == AccessGranted(key, 6, Action.LOCK)
+
+
+def test_refused_unlock_of_a_used_up_pass_does_not_consume_its_counter(verifier, issue) -> None:
+    key = _pass_key(verifier, issue, max_uses=1)
+    verifier.check_advertisement(_ad(key, 1), NOW)
+    assert _reason(verifier.check_advertisement, _ad(key, 2), NOW) is Reason.USES_EXHAUSTED
+    assert verifier.check_advertisement(_ad(key, 2, Action.LOCK), NOW) is not None
+
+
+def test_uses_are_counted_per_pass_across_its_keys(verifier, issue) -> None:
+    first = _pass_key(verifier, issue, max_uses=2, at=NOW)
+    second = _pass_key(verifier, issue, max_uses=2, at=NOW + 1)
+    other_pass = _pass_key(verifier, issue, pass_id=8, max_uses=1, guest_id="guest2")
+    assert verifier.check_advertisement(_ad(first, 1), NOW + 1) is not None
+    assert verifier.check_advertisement(_ad(second, 1), NOW + 1) is not None
+    assert _reason(verifier.check_advertisement, _ad(first, 2), NOW + 1) is Reason.USES_EXHAUSTED
+    assert _reason(verifier.check_advertisement, _ad(second, 2), NOW + 1) is (Reason.USES_EXHAUSTED)
+    assert verifier.check_advertisement(_ad(other_pass, 1), NOW + 1) is not None
+
+
+@pytest.mark.parametrize(
+    ("pass_id", "max_uses"),
+    [(PASS_ID, UNLIMITED_USES), (NO_PASS, UNLIMITED_USES)],
+    ids=["unlimited-pass", "no-pass"],
+)
+def test_keys_without_a_use_limit_are_never_used_up(
+    verifier, issue, pass_id: int, max_uses: int
+) -> None:
+    key = _pass_key(verifier, issue, pass_id=pass_id, max_uses=max_uses)
+    for counter in range(1, 16):
+        assert verifier.check_advertisement(_ad(key, counter), NOW) is not None
+
+
+def test_pass_uses_survive_a_restart(verifier, issue, make_verifier) -> None:
+    key = _pass_key(verifier, issue, max_uses=1)
+    verifier.check_advertisement(_ad(key, 1), NOW)
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert _reason(restarted.check_advertisement, _ad(key, 2), NOW) is Reason.USES_EXHAUSTED
+
+
+def test_pass_uses_outlive_the_keys_of_the_pass(verifier, issue) -> None:
+    """A later key of the same pass does not start the count again."""
+    first = _pass_key(verifier, issue, max_uses=2)
+    verifier.check_advertisement(_ad(first, 1), NOW)
+    verifier.check_advertisement(_ad(first, 2), NOW)
+    later = NOW + TTL_S + KEEP_EXPIRED_KEYS_S + 60
+    verifier.prune(later)
+    assert verifier.active_keys(later) == []
+    second = _pass_key(verifier, issue, max_uses=2, at=later)
+    assert _reason(verifier.check_advertisement, _ad(second, 1), later) is Reason.USES_EXHAUSTED
+
+
+# --- revocation --------------------------------------------------------------------------------
+
+
+def _revocations(version: int, *, pass_ids=(), users=()) -> RevocationList:
+    return RevocationList(version, int(NOW), LOCK, tuple(pass_ids), tuple(users))
+
+
+@pytest.fixture
+def pass_keys(verifier, issue) -> dict[str, SessionKey]:
+    """guest1 under pass 7 and without a pass, guest2 under pass 8 and without a pass."""
+    return {
+        "guest1-pass": _pass_key(verifier, issue, at=NOW),
+        "guest1-free": _pass_key(verifier, issue, pass_id=NO_PASS, at=NOW + 1),
+        "guest2-pass": _pass_key(verifier, issue, pass_id=8, guest_id="guest2"),
+        "guest2-free": _pass_key(verifier, issue, pass_id=NO_PASS, guest_id="guest2", at=NOW + 1),
+    }
+
+
+def _held(verifier: LockVerifier, keys: dict[str, SessionKey]) -> set[str]:
+    held = {k.key_id for k in verifier.active_keys(NOW + 1)}
+    return {name for name, key in keys.items() if key.key_id in held}
+
+
+def test_newer_list_drops_the_keys_of_a_revoked_pass_and_returns_them(verifier, pass_keys) -> None:
+    dropped = verifier.apply_revocations(_revocations(1, pass_ids=[PASS_ID]))
+    assert dropped == [pass_keys["guest1-pass"]]
+    assert verifier.revocation_version == 1
+    assert _held(verifier, pass_keys) == {"guest1-free", "guest2-pass", "guest2-free"}
+
+
+def test_newer_list_drops_every_key_of_a_removed_user(verifier, pass_keys) -> None:
+    dropped = verifier.apply_revocations(_revocations(1, users=["guest2"]))
+    assert dropped is not None
+    assert {k.key_id for k in dropped} == {
+        pass_keys["guest2-pass"].key_id,
+        pass_keys["guest2-free"].key_id,
+    }
+    assert _held(verifier, pass_keys) == {"guest1-pass", "guest1-free"}
+
+
+def test_a_list_naming_pass_zero_drops_no_key_given_without_a_pass(verifier, pass_keys) -> None:
+    assert verifier.apply_revocations(_revocations(1, pass_ids=[NO_PASS])) == []
+    assert _held(verifier, pass_keys) == set(pass_keys)
+
+
+def test_token_under_a_dropped_key_opens_nothing(verifier, pass_keys) -> None:
+    verifier.apply_revocations(_revocations(1, pass_ids=[PASS_ID]))
+    key = pass_keys["guest1-pass"]
+    refusal = _refusal(verifier.check_advertisement, _ad(key, 1), NOW + 1)
+    assert (refusal.reason, refusal.who, refusal.pass_id) == (
+        Reason.PASS_REVOKED,
+        "guest1",
+        PASS_ID,
+    )
+
+
+def test_the_list_held_already_changes_nothing(verifier, pass_keys) -> None:
+    assert verifier.apply_revocations(_revocations(1, pass_ids=[PASS_ID])) is not None
+    assert verifier.apply_revocations(_revocations(1, users=["guest2"])) is None
+    assert _held(verifier, pass_keys) == {"guest1-free", "guest2-pass", "guest2-free"}
+
+
+def test_an_older_list_is_a_replay_and_brings_no_pass_back(verifier, issue, pass_keys) -> None:
+    verifier.apply_revocations(_revocations(2, pass_ids=[PASS_ID]))
+    assert _reason(verifier.apply_revocations, _revocations(1)) is Reason.REPLAY
+    assert verifier.revocation_version == 2
+    assert _refusal(_pass_key, verifier, issue, at=NOW + 2).reason is Reason.PASS_REVOKED
+
+
+@pytest.mark.parametrize(
+    ("revocations", "pass_id", "guest_id"),
+    [
+        (_revocations(1, pass_ids=[PASS_ID]), PASS_ID, "guest1"),
+        (_revocations(1, users=["guest1"]), NO_PASS, "guest1"),
+        (_revocations(1, users=["guest1"]), 9, "guest1"),
+    ],
+    ids=["revoked-pass", "removed-user", "removed-user-new-pass"],
+)
+def test_delivery_of_a_revoked_key_is_refused(
+    verifier, issue, revocations, pass_id: int, guest_id: str
+) -> None:
+    verifier.apply_revocations(revocations)
+    refusal = _refusal(_pass_key, verifier, issue, pass_id=pass_id, guest_id=guest_id)
+    assert (refusal.reason, refusal.who) == (Reason.PASS_REVOKED, guest_id)
+    assert verifier.active_keys(NOW) == []
+
+
+def test_revocations_survive_a_restart(verifier, issue, pass_keys, make_verifier) -> None:
+    verifier.apply_revocations(_revocations(2, pass_ids=[PASS_ID], users=["guest2"]))
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert restarted.revocation_version == 2
+    assert _held(restarted, pass_keys) == {"guest1-free"}
+    assert restarted.apply_revocations(_revocations(2)) is None
+    assert _reason(restarted.apply_revocations, _revocations(1)) is Reason.REPLAY
+    assert _refusal(_pass_key, restarted, issue, at=NOW + 2).reason is Reason.PASS_REVOKED
+    refusal = _refusal(_pass_key, restarted, issue, pass_id=NO_PASS, guest_id="guest2", at=NOW + 2)
+    assert refusal.reason is Reason.PASS_REVOKED
+
+
+# --- intrusion: failed attempts and lockouts ----------------------------------------------------
+
+THRESHOLD, WINDOW_S, LOCKOUT_S = 3, 300.0, 300.0
+
+
+@pytest.fixture
+def guarded(make_verifier) -> LockVerifier:
+    """A verifier whose 4th counted failure within 5 minutes locks it out for 5 minutes."""
+    return make_verifier(
+        intrusion=IntrusionDetector(threshold=THRESHOLD, window_s=WINDOW_S, lockout_s=LOCKOUT_S)
+    )
+
+
+@pytest.fixture
+def long_key(guarded, issue) -> SessionKey:
+    issued = issue(ttl_s=LONG_TTL_S)
+    return guarded.accept_delivery(issued.lock_payload, NOW).key
+
+
+def _forged_ad(key: SessionKey, counter: int) -> bytes:
+    return _ad(SessionKey(key.header, b"\x00" * 32), counter)
+
+
+def _fail(verifier: LockVerifier, key: SessionKey, counter: int, at: float = NOW) -> Rejected:
+    refusal = _refusal(verifier.check_advertisement, _forged_ad(key, counter), at)
+    assert refusal.reason is Reason.BAD_MAC
+    return refusal
+
+
+def _frame_with(key: SessionKey, index: int, value: int) -> bytes:
+    """An advertisement of token 1 under ``key`` with byte ``index`` of its frame replaced."""
+    ad = bytearray(_ad(key, 1))
+    ad[len(ad) - 24 + index] = value
+    return bytes(ad)
+
+
+def test_counted_failures_carry_their_attempt_number(guarded, long_key) -> None:
+    for attempt in (1, 2, 3):
+        refusal = _fail(guarded, long_key, attempt)
+        assert (refusal.attempt, refusal.lockout_until) == (attempt, None)
+
+
+def test_the_fourth_counted_failure_in_the_window_starts_a_lockout(guarded, long_key) -> None:
+    for counter in (1, 2, 3):
+        _fail(guarded, long_key, counter, NOW + counter)
+    refusal = _fail(guarded, long_key, 4, NOW + 4)
+    assert (refusal.attempt, refusal.lockout_until) == (4, NOW + 4 + LOCKOUT_S)
+
+
+def test_a_locked_out_lock_refuses_even_valid_tokens_until_the_lockout_ends(
+    guarded, long_key
+) -> None:
+    for counter in (1, 2, 3, 4):
+        _fail(guarded, long_key, counter)
+    ends = NOW + LOCKOUT_S
+    for at in (NOW, NOW + 10, ends - 1):
+        refusal = _refusal(guarded.check_advertisement, _timely_ad(long_key, at), at)
+        assert (refusal.reason, refusal.attempt) == (Reason.LOCKED_OUT, 0)
+    # refusals while locked out neither count nor extend the lockout
+    grant = guarded.check_advertisement(_timely_ad(long_key, ends), ends)
+    assert grant is not None
+    assert grant.key == long_key
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        Reason.BAD_MAC,
+        Reason.REPLAY,
+        Reason.STALE,
+        Reason.EXPIRED,
+        Reason.USES_EXHAUSTED,
+        Reason.PASS_REVOKED,
+    ],
+)
+def test_each_counted_failure_counts(guarded, issue, reason: Reason) -> None:
+    assert reason in COUNTED_FAILURES
+    key = _pass_key(guarded, issue, max_uses=1)
+    at = NOW
+    if reason is Reason.BAD_MAC:
+        ad = _forged_ad(key, 1)
+    elif reason is Reason.MALFORMED:
+        ad = _frame_with(key, 1, 3)  # no such action
+    elif reason is Reason.REPLAY:
+        guarded.check_advertisement(_ad(key, 5, Action.LOCK), NOW)
+        ad = _ad(key, 4, Action.LOCK)
+    elif reason is Reason.STALE:
+        ad = _ad(key, 17)  # 32 s ahead of the lock's slot
+    elif reason is Reason.EXPIRED:
+        at = NOW + TTL_S
+        ad = _timely_ad(key, at)
+    elif reason is Reason.USES_EXHAUSTED:
+        guarded.check_advertisement(_ad(key, 1), NOW)
+        ad = _ad(key, 2)
+    else:
+        guarded.apply_revocations(_revocations(1, pass_ids=[PASS_ID]))
+        ad = _ad(key, 1)
+    refusal = _refusal(guarded.check_advertisement, ad, at)
+    assert (refusal.reason, refusal.attempt) == (reason, 1)
+
+
+def test_unknown_keys_and_wrong_versions_do_not_count(guarded, long_key, issue) -> None:
+    stranger = issue().issuance.key  # never delivered to this lock
+    for counter in range(1, 11):
+        refusal = _refusal(guarded.check_advertisement, _ad(stranger, counter), NOW)
+        assert (refusal.reason, refusal.attempt) == (Reason.UNKNOWN_KEY, 0)
+    for version in range(2, 12):
+        refusal = _refusal(guarded.check_advertisement, _frame_with(long_key, 0, version), NOW)
+        assert (refusal.reason, refusal.attempt) == (Reason.WRONG_VERSION, 0)
+    assert guarded.check_advertisement(_ad(long_key, 1), NOW) is not None
+
+
+def test_malformed_frames_do_not_count_so_radio_noise_cannot_lock_the_door_out(
+    guarded, long_key
+) -> None:
+    for repeat in range(8):  # twice the threshold of frames naming no such action
+        at = NOW + 4 * repeat  # each one after the duplicate window, so each is evaluated
+        refusal = _refusal(guarded.check_advertisement, _frame_with(long_key, 1, 3), at)
+        assert (refusal.reason, refusal.attempt) == (Reason.MALFORMED, 0)
+    assert guarded.check_advertisement(_timely_ad(long_key, NOW + 40), NOW + 40) is not None
+
+
+def test_a_success_clears_the_failure_history(guarded, long_key) -> None:
+    for counter in (1, 2, 3):
+        _fail(guarded, long_key, counter)
+    assert guarded.check_advertisement(_ad(long_key, 4), NOW) is not None
+    refusal = _fail(guarded, long_key, 5)
+    assert (refusal.attempt, refusal.lockout_until) == (1, None)
+
+
+def test_failures_older_than_the_window_no_longer_count(guarded, long_key) -> None:
+    for counter in (1, 2, 3):
+        _fail(guarded, long_key, counter)
+    later = NOW + WINDOW_S + 1
+    slot = token_slot(long_key.header.issued_at, later)
+    refusal = _fail(guarded, long_key, slot, later)
+    assert (refusal.attempt, refusal.lockout_until) == (1, None)
+
+
+def test_a_lockout_survives_a_restart(guarded, long_key, make_verifier) -> None:
+    for counter in (1, 2, 3, 4):
+        _fail(guarded, long_key, counter)
+    restarted = make_verifier(intrusion=IntrusionDetector())
+    restarted.restore(guarded.snapshot())
+    assert _reason(restarted.check_advertisement, _ad(long_key, 5), NOW + 1) is Reason.LOCKED_OUT
+    ends = NOW + LOCKOUT_S
+    assert restarted.check_advertisement(_timely_ad(long_key, ends), ends) is not None
+
+
+def test_failures_counted_before_a_restart_still_count(guarded, long_key, make_verifier) -> None:
+    for counter in (1, 2, 3):
+        _fail(guarded, long_key, counter)
+    restarted = make_verifier(intrusion=IntrusionDetector())
+    restarted.restore(guarded.snapshot())
+    refusal = _fail(restarted, long_key, 4)
+    assert (refusal.attempt, refusal.lockout_until) == (4, NOW + LOCKOUT_S)

@@ -60,6 +60,7 @@ SAMPLES = {
         lock_id="lock1",
         guest_id="guest1",
         key_id=KEY_ID,
+        pass_id=7,
         counter=42,
         action=Action.LOCK,
         outcome=Outcome.GRANTED,

@@ -41,6 +41,7 @@ def make_access_event(
         header.lock_id,
         header.guest_id,
         header.key_id,
+        header.pass_id,
         grant.counter,
         grant.action,
         outcome,

@@ -25,12 +25,19 @@ class Reason(StrEnum):
     UNKNOWN_LOCK = "unknown_lock"
     UNKNOWN_GUEST = "unknown_guest"
     UNKNOWN_KEY = "unknown_key"
-    NOT_GRANTED = "not_granted"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     STALE = "stale"
     REPLAY = "replay"
     RATE_LIMITED = "rate_limited"
+    UNKNOWN_USER = "unknown_user"
+    ROLE_NOT_ALLOWED = "role_not_allowed"
+    NO_PASS = "no_pass"  # noqa: S105 -- a guest pass, not a password
+    PASS_REVOKED = "pass_revoked"  # noqa: S105 -- a guest pass, not a password
+    OUTSIDE_HOURS = "outside_hours"
+    USES_EXHAUSTED = "uses_exhausted"
+    LOCKED_OUT = "locked_out"
+    BAD_REPLY_TOPIC = "bad_reply_topic"
 
 
 class SmartlockError(Exception):
@@ -40,11 +47,21 @@ class SmartlockError(Exception):
 class Rejected(SmartlockError):
     """A remote input was refused; ``reason`` says why in one word."""
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(
+        self, reason: Reason, detail: str = "", *, who: str = "", pass_id: int = 0
+    ) -> None:
         self.reason = reason
         self.detail = detail
+        self.who = who  # the user the refused input was made for, when it is known
+        self.pass_id = pass_id
+        self.attempt = 0  # set by an intrusion detector that counted this refusal
+        self.lockout_until: float | None = None  # set when this refusal started a lockout
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 class ConfigError(SmartlockError):
     """A local mistake: a missing file, a bad option, a site that does not exist."""
+
+
+class StoreError(SmartlockError):
+    """A store operation refused for a user-facing reason (unknown user, overlapping pass, ...)."""

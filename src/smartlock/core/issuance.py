@@ -16,6 +16,8 @@ from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.messages import (
     ID_BYTES,
+    NO_PASS,
+    UNLIMITED_USES,
     GuestDelivery,
     IssuanceHeader,
     KeyAck,
@@ -68,18 +70,32 @@ def issue_session_key(
     lock_public: crypto.PublicKey,
     guest_public: crypto.PublicKey,
     random_bytes: RandomBytes,
+    pass_id: int = NO_PASS,
+    max_uses: int = UNLIMITED_USES,
+    not_after: int | None = None,
 ) -> Issuance:
-    """Make a fresh 32-byte key bound to ``request.lock_id`` and ``guest_id``, valid ``ttl_s``."""
+    """Make a fresh 32-byte key bound to ``request.lock_id`` and ``guest_id``, valid ``ttl_s``.
+
+    ``not_after`` caps the lifetime (the end of the pass or of its weekly window), so a lock
+    that is offline still refuses the key when the pass no longer allows access.
+    """
     if not 0 < ttl_s <= MAX_KEY_TTL_S:
         raise ValueError(f"session key lifetime must be 1..{MAX_KEY_TTL_S} seconds")
     secret = random_bytes(crypto.SESSION_KEY_BYTES)
     issued_at = int(now)
+    expires_at = issued_at + ttl_s
+    if not_after is not None:
+        expires_at = min(expires_at, not_after)
+    if expires_at <= issued_at:
+        raise ValueError("the key would expire before it is issued")
     header = IssuanceHeader(
         key_id=random_bytes(ID_BYTES),
         issued_at=issued_at,
-        expires_at=issued_at + ttl_s,
+        expires_at=expires_at,
         lock_id=request.lock_id,
         guest_id=guest_id,
+        pass_id=pass_id,
+        max_uses=max_uses,
     )
     lock_ciphertext = crypto.encrypt_for(lock_public, secret)
     guest_ciphertext = crypto.encrypt_for(guest_public, secret)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
@@ -24,7 +25,13 @@ from smartlock.core.issuance import (
     make_denial,
 )
 from smartlock.core.messages import KeyAck, SessionRequest
-from smartlock.core.policy import MAX_REQUEST_AGE_S, AccessPolicy, RateLimit, RecentIds
+from smartlock.core.policy import (
+    MAX_REQUEST_AGE_S,
+    KeyGrant,
+    RateLimit,
+    RecentIds,
+    check_request_time,
+)
 
 LOCK_UNREACHABLE = "lock_unreachable"
 TOO_MANY_REQUESTS = "too_many_requests"
@@ -33,12 +40,15 @@ REQUEST_BURST = 5  # a guest may ask this many times at once...
 REQUESTS_PER_MINUTE = 12.0  # ...and then once every 5 s on average
 
 
-@dataclass(frozen=True)
-class KeyDirectory:
-    """The public keys the backend encrypts to, by lock id and by guest id."""
+class KeyDirectory(Protocol):
+    """Where the backend finds what it needs at request time (the store and the site)."""
 
-    locks: dict[str, crypto.PublicKey]
-    guests: dict[str, crypto.PublicKey]
+    def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
+        """Raise :class:`Rejected` unless ``user`` may have a key for ``lock_id`` now."""
+
+    def lock_public(self, lock_id: str) -> crypto.PublicKey: ...
+
+    def user_public(self, user: str) -> crypto.PublicKey: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class DeliverToLock:
     lock_id: str
     payload: bytes
     key: SessionKey
+    grant: KeyGrant
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class DenyGuest:
     guest_id: str
     payload: bytes
     reason: str
+    rejected: Rejected | None = None  # the policy's refusal, when there was one
 
 
 @dataclass
@@ -76,7 +88,6 @@ class KeyIssuer:
         *,
         backend_key: crypto.PrivateKey,
         directory: KeyDirectory,
-        policy: AccessPolicy,
         random_bytes: RandomBytes,
         ttl_s: int = DEFAULT_KEY_TTL_S,
         ack_timeout_s: float = 5.0,
@@ -84,7 +95,6 @@ class KeyIssuer:
     ) -> None:
         self._backend_key = backend_key
         self._directory = directory
-        self.policy = policy
         self._random_bytes = random_bytes
         self._ttl_s = ttl_s
         self._ack_timeout_s = ack_timeout_s
@@ -98,15 +108,23 @@ class KeyIssuer:
         request = SessionRequest.from_bytes(payload)
         if self._request_ids.seen_before(guest_id.encode() + b"/" + request.request_id, now):
             raise Rejected(Reason.REPLAY, f"request from {guest_id} already answered")
+        decision: KeyGrant | Rejected
         try:
-            self.policy.check_session_request(guest_id, request, now, self._clock_skew_s)
+            decision = self._directory.authorize_key(guest_id, request.lock_id, now)
         except Rejected as refusal:
-            if refusal.reason is Reason.UNKNOWN_GUEST:
-                raise  # no key to sign an answer to; nobody to tell
-            return self._deny(guest_id, request.request_id, refusal.reason.value, now)
+            if refusal.reason is Reason.UNKNOWN_USER:
+                raise  # nobody to tell, whatever the request's time: no such user (any more)
+            decision = refusal
+        try:
+            check_request_time(request.sent_at, now, self._clock_skew_s)
+        except Rejected as refusal:
+            decision = refusal  # a request of the wrong time is refused for that first
         if not self._request_rate.allow(guest_id, now):
-            # No answer: a signed denial would cost the RSA signature the limit protects.
+            # No answer: a signed denial or a key would cost the RSA signature the limit protects.
             raise Rejected(Reason.RATE_LIMITED, f"{guest_id} asks more often than allowed")
+        if isinstance(decision, Rejected):
+            return self._deny(guest_id, request.request_id, decision.reason.value, now, decision)
+        grant = decision
         waiting = sum(1 for p in self._pending.values() if p.key.header.guest_id == guest_id)
         if waiting >= MAX_PENDING_PER_GUEST:
             return self._deny(guest_id, request.request_id, TOO_MANY_REQUESTS, now)
@@ -116,9 +134,12 @@ class KeyIssuer:
             now=now,
             ttl_s=self._ttl_s,
             backend_key=self._backend_key,
-            lock_public=self._directory.locks[request.lock_id],
-            guest_public=self._directory.guests[guest_id],
+            lock_public=self._directory.lock_public(request.lock_id),
+            guest_public=self._directory.user_public(guest_id),
             random_bytes=self._random_bytes,
+            pass_id=grant.pass_id,
+            max_uses=grant.max_uses,
+            not_after=grant.not_after,
         )
         self._pending[issuance.key.key_id] = _Pending(
             issuance.key,
@@ -126,7 +147,7 @@ class KeyIssuer:
             request.request_id,
             now + self._ack_timeout_s,
         )
-        return DeliverToLock(request.lock_id, bytes(issuance.lock_delivery), issuance.key)
+        return DeliverToLock(request.lock_id, bytes(issuance.lock_delivery), issuance.key, grant)
 
     def on_key_ack(self, lock_id: str, payload: bytes) -> DeliverToGuest:
         ack = KeyAck.from_bytes(payload)
@@ -156,7 +177,14 @@ class KeyIssuer:
     def next_deadline(self) -> float | None:
         return min((p.deadline for p in self._pending.values()), default=None)
 
-    def _deny(self, guest_id: str, request_id: bytes, reason: str, now: float) -> DenyGuest:
+    def _deny(
+        self,
+        guest_id: str,
+        request_id: bytes,
+        reason: str,
+        now: float,
+        rejected: Rejected | None = None,
+    ) -> DenyGuest:
         denial = make_denial(
             request_id=request_id,
             guest_id=guest_id,
@@ -164,4 +192,4 @@ class KeyIssuer:
             now=now,
             backend_key=self._backend_key,
         )
-        return DenyGuest(guest_id, bytes(denial), reason)
+        return DenyGuest(guest_id, bytes(denial), reason, rejected)

@@ -31,13 +31,15 @@ from dataclasses import dataclass
 
 from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
+from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import (
     DEFAULT_CLOCK_SKEW_S,
     MAX_KEY_TTL_S,
     SessionKey,
     open_lock_delivery,
 )
-from smartlock.core.messages import Action, IssuanceHeader
+from smartlock.core.messages import NO_PASS, UNLIMITED_USES, Action, IssuanceHeader
+from smartlock.core.revocation import RevocationList
 from smartlock.core.token import (
     KEY_HANDLE_BYTES,
     TOKEN_SLOT_S,
@@ -48,7 +50,22 @@ from smartlock.core.token import (
 )
 from smartlock.core.wire import check_identifier
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+LOCK_SUBJECT = "lock"  # the intrusion detector's subject at a lock: the lock itself
+# Refusals that count as failed attempts at this lock: a token that names a key this lock holds
+# (or held) and fails.  A token under a key this lock never held does not count (it is most
+# often meant for the neighbouring lock, and guessing a 128-bit tag is futile), nor does a
+# malformed frame: counting radio noise would let anyone in range lock the door out for free.
+COUNTED_FAILURES = frozenset(
+    {
+        Reason.BAD_MAC,
+        Reason.REPLAY,
+        Reason.STALE,
+        Reason.EXPIRED,
+        Reason.PASS_REVOKED,
+        Reason.USES_EXHAUSTED,
+    }
+)
 KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unknown key"
 RECENT_FRAMES_MAX = 1024
 MAX_KEYS_PER_GUEST = 4  # a guest asking again and again cannot grow the lock's state
@@ -77,8 +94,17 @@ class LockVerifier:
         clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
         duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
         token_window_s: float = DEFAULT_CLOCK_SKEW_S,
+        intrusion: IntrusionDetector | None = None,
     ) -> None:
         self.lock_id = lock_id
+        self.intrusion = IntrusionDetector() if intrusion is None else intrusion
+        self.revocation_version = 0
+        self._revoked_passes: set[int] = set()
+        self._revoked_users: set[str] = set()
+        # unlocks accepted under each pass, kept for good: one entry per pass used at this lock
+        self._pass_uses: dict[int, int] = {}
+        # keys dropped by a revocation, until they expire: their tokens are refused by name
+        self._revoked_keys: dict[bytes, IssuanceHeader] = {}
         self._backend_public = backend_public
         self._lock_key = lock_key
         self._clock_skew_s = clock_skew_s
@@ -101,6 +127,10 @@ class LockVerifier:
             clock_skew_s=self._clock_skew_s,
         )
         guest_id = key.header.guest_id
+        if self._is_revoked(key):
+            raise Rejected(
+                Reason.PASS_REVOKED, f"key {key.handle} for a revoked pass or user", who=guest_id
+            )
         if key.key_id in self._keys:
             raise Rejected(Reason.REPLAY, f"key delivery {key.handle} already seen")
         if key.header.issued_at <= self._retired_up_to.get(guest_id, -1):
@@ -133,28 +163,102 @@ class LockVerifier:
         payload = token_payload(data)
         if payload is None:
             return None
+        locked_until = self.intrusion.locked_until(LOCK_SUBJECT, now)
+        if locked_until is not None:
+            raise Rejected(
+                Reason.LOCKED_OUT,
+                f"too many failed attempts; tokens refused for {locked_until - now:.0f} s",
+            )
+        try:
+            return self._check_token(payload, now)
+        except Rejected as refusal:
+            if refusal.reason in COUNTED_FAILURES:
+                verdict = self.intrusion.record_failure(LOCK_SUBJECT, now)
+                refusal.attempt = verdict.attempt
+                refusal.lockout_until = verdict.lockout_until
+            raise
+
+    def _check_token(self, payload: bytes, now: float) -> AccessGranted:
         frame = TokenFrame.from_bytes(payload)
         key = self._key_for(frame)
+        who, pass_id = key.header.guest_id, key.header.pass_id
         if now >= key.header.expires_at:
-            raise Rejected(Reason.EXPIRED, f"token under expired key {key.handle}")
+            raise Rejected(
+                Reason.EXPIRED, f"token under expired key {key.handle}", who=who, pass_id=pass_id
+            )
         expected = token_slot(key.header.issued_at, now)
         if abs(frame.counter - expected) * TOKEN_SLOT_S > self._token_window_s:
             raise Rejected(
                 Reason.STALE,
                 f"token {frame.counter} under key {key.handle} is not of now (slot {expected})",
+                who=who,
+                pass_id=pass_id,
             )
         if frame.counter <= self._last_counter[key.key_id]:
             raise Rejected(
-                Reason.REPLAY, f"token {frame.counter} under key {key.handle} already used"
+                Reason.REPLAY,
+                f"token {frame.counter} under key {key.handle} already used",
+                who=who,
+                pass_id=pass_id,
+            )
+        max_uses = key.header.max_uses
+        unlocking = frame.action is Action.UNLOCK
+        if unlocking and max_uses != UNLIMITED_USES and self._pass_uses.get(pass_id, 0) >= max_uses:
+            raise Rejected(
+                Reason.USES_EXHAUSTED,
+                f"pass {pass_id} used {max_uses} times",
+                who=who,
+                pass_id=pass_id,
             )
         self._last_counter[key.key_id] = frame.counter
+        if unlocking and pass_id != NO_PASS:
+            self._pass_uses[pass_id] = self._pass_uses.get(pass_id, 0) + 1
+        self.intrusion.record_success(LOCK_SUBJECT, now)
         return AccessGranted(key, frame.counter, frame.action)
+
+    # --- revocation --------------------------------------------------------------------------
+
+    def apply_revocations(self, revocations: RevocationList) -> list[SessionKey] | None:
+        """Apply a verified list; the keys it dropped, or None when it is the one held already.
+
+        An older list is refused as a replay: it could bring a revoked pass back.
+        """
+        if revocations.version < self.revocation_version:
+            raise Rejected(
+                Reason.REPLAY,
+                f"revocation list v{revocations.version} older than v{self.revocation_version}",
+            )
+        if revocations.version == self.revocation_version:
+            return None
+        self.revocation_version = revocations.version
+        self._revoked_passes = set(revocations.pass_ids)
+        self._revoked_users = set(revocations.users)
+        dropped = [k for k in self._keys.values() if self._is_revoked(k)]
+        for key in dropped:
+            del self._keys[key.key_id]
+            del self._last_counter[key.key_id]
+            self._revoked_keys[key.key_id] = key.header
+        return dropped
+
+    def _is_revoked(self, key: SessionKey) -> bool:
+        header = key.header
+        return (
+            header.pass_id != NO_PASS and header.pass_id in self._revoked_passes
+        ) or header.guest_id in self._revoked_users
 
     def _key_for(self, frame: TokenFrame) -> SessionKey:
         candidates = [
             k for k in self._keys.values() if k.key_id[:KEY_HANDLE_BYTES] == frame.key_handle
         ]
         if not candidates:
+            for header in self._revoked_keys.values():
+                if header.key_id[:KEY_HANDLE_BYTES] == frame.key_handle:
+                    raise Rejected(
+                        Reason.PASS_REVOKED,
+                        f"token under key {frame.key_handle.hex()}, revoked",
+                        who=header.guest_id,
+                        pass_id=header.pass_id,
+                    )
             raise Rejected(Reason.UNKNOWN_KEY, f"no key {frame.key_handle.hex()} at this lock")
         for key in candidates:
             if token_is_valid(frame, key, self.lock_id):
@@ -184,6 +288,11 @@ class LockVerifier:
         for guest_id, issued_at in list(self._retired_up_to.items()):
             if now >= issued_at + MAX_KEY_TTL_S:
                 del self._retired_up_to[guest_id]
+        for key_id, header in list(self._revoked_keys.items()):
+            if now >= header.expires_at:
+                del self._revoked_keys[key_id]
+        # Pass uses are kept: a key carries its pass's whole use limit, so a later key of the
+        # same pass must find the count where the earlier ones left it.
 
     def active_keys(self, now: float) -> list[SessionKey]:
         return [k for k in self._keys.values() if now < k.header.expires_at]
@@ -201,12 +310,23 @@ class LockVerifier:
                         "expires_at": key.header.expires_at,
                         "lock_id": key.header.lock_id,
                         "guest_id": key.header.guest_id,
+                        "pass_id": key.header.pass_id,
+                        "max_uses": key.header.max_uses,
                         "secret": key.secret.hex(),
                         "last_counter": self._last_counter[key.key_id],
                     }
                     for key in self._keys.values()
                 ],
                 "retired_up_to": dict(self._retired_up_to),
+                "pass_uses": {str(p): n for p, n in self._pass_uses.items()},
+                "revocation_version": self.revocation_version,
+                "revoked_passes": sorted(self._revoked_passes),
+                "revoked_users": sorted(self._revoked_users),
+                "revoked_keys": [
+                    [h.key_id.hex(), h.guest_id, h.pass_id, h.expires_at]
+                    for h in self._revoked_keys.values()
+                ],
+                "intrusion": self.intrusion.snapshot().decode(),
             },
             sort_keys=True,
         ).encode()
@@ -229,12 +349,25 @@ class LockVerifier:
                     int(item["expires_at"]),
                     item["lock_id"],
                     item["guest_id"],
+                    int(item["pass_id"]),
+                    int(item["max_uses"]),
                 )
                 if header.lock_id != self.lock_id:
                     raise ValueError("snapshot holds another lock's key")
                 keys[header.key_id] = SessionKey(header, bytes.fromhex(item["secret"]))
                 counters[header.key_id] = int(item["last_counter"])
             retired = {check_identifier(g): int(v) for g, v in state["retired_up_to"].items()}
+            pass_uses = {int(p): int(n) for p, n in state["pass_uses"].items()}
+            revocation_version = int(state["revocation_version"])
+            revoked_passes = {int(p) for p in state["revoked_passes"]}
+            revoked_users = {check_identifier(u) for u in state["revoked_users"]}
+            revoked_keys = {}
+            for key_hex, guest, pass_id, expires_at in state["revoked_keys"]:
+                header = IssuanceHeader(
+                    bytes.fromhex(key_hex), 0, int(expires_at), self.lock_id, guest, int(pass_id)
+                )
+                revoked_keys[header.key_id] = header
+            self.intrusion.restore(str(state["intrusion"]).encode())
         except (
             ValueError,
             KeyError,
@@ -245,3 +378,6 @@ class LockVerifier:
         ) as exc:
             raise ValueError(f"unreadable lock state: {type(exc).__name__}") from None
         self._keys, self._last_counter, self._retired_up_to = keys, counters, retired
+        self._pass_uses, self.revocation_version = pass_uses, revocation_version
+        self._revoked_passes, self._revoked_users = revoked_passes, revoked_users
+        self._revoked_keys = revoked_keys

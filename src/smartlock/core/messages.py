@@ -18,6 +18,8 @@ from smartlock.core.wire import Reader, Writer, check_identifier
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 2048
 ID_BYTES = 16
+NO_PASS = 0  # pass id of keys issued to owners and residents (they need no pass)
+UNLIMITED_USES = 0  # max_uses of a key whose pass has no use limit
 
 # Domain-separation labels: a signature or MAC made for one of these is never valid for another.
 LABEL_ISSUANCE = b"smartlock/v1/issuance"
@@ -32,6 +34,13 @@ class MessageType(IntEnum):
     KEY_ACK = 4
     ACCESS_EVENT = 5
     SESSION_DENIED = 6
+    COMMAND_REQUEST = 7
+    COMMAND_KEY = 8
+    LOCK_COMMAND = 9
+    COMMAND_REPLY = 10
+    REVOCATION_LIST = 11
+    LOCK_REPORT = 12
+    ALERT = 13
 
 
 class Action(IntEnum):
@@ -116,11 +125,15 @@ class IssuanceHeader:
     expires_at: int
     lock_id: str
     guest_id: str
+    pass_id: int = NO_PASS  # the guest pass the key was issued under; NO_PASS for owner/resident
+    max_uses: int = UNLIMITED_USES  # unlocks the pass allows in all (the lock counts them)
 
     def __post_init__(self) -> None:
         _check_id(self.key_id)
         check_identifier(self.lock_id, "lock id")
         check_identifier(self.guest_id, "guest id")
+        if not 0 <= self.pass_id < 2**32 or not 0 <= self.max_uses < 2**16:
+            raise ValueError("pass id or use count out of range")
 
     def write(self, writer: Writer) -> Writer:
         return (
@@ -129,6 +142,8 @@ class IssuanceHeader:
             .u32(self.expires_at)
             .text(self.lock_id)
             .text(self.guest_id)
+            .u32(self.pass_id)
+            .u16(self.max_uses)
         )
 
     @classmethod
@@ -138,7 +153,9 @@ class IssuanceHeader:
         expires_at = reader.u32()
         lock_id = reader.identifier()
         guest_id = reader.identifier()
-        return cls(key_id, issued_at, expires_at, lock_id, guest_id)
+        pass_id = reader.u32()
+        max_uses = reader.u16()
+        return cls(key_id, issued_at, expires_at, lock_id, guest_id, pass_id, max_uses)
 
 
 def issuance_signed_bytes(
@@ -278,6 +295,7 @@ class AccessEvent:
     lock_id: str
     guest_id: str
     key_id: bytes
+    pass_id: int
     counter: int
     action: Action
     outcome: Outcome
@@ -291,6 +309,7 @@ class AccessEvent:
             .text(self.lock_id)
             .text(self.guest_id)
             .raw(self.key_id)
+            .u32(self.pass_id)
             .u16(self.counter)
             .u8(self.action)
             .u8(self.outcome)
@@ -314,6 +333,7 @@ class AccessEvent:
         lock_id = reader.identifier()
         guest_id = reader.identifier()
         key_id = reader.raw(ID_BYTES)
+        pass_id = reader.u32()
         counter = reader.u16()
         try:
             action = Action(reader.u8())
@@ -324,7 +344,17 @@ class AccessEvent:
         signature = reader.long_bytes()
         reader.end()
         return cls(
-            event_id, at, lock_id, guest_id, key_id, counter, action, outcome, ack_tag, signature
+            event_id,
+            at,
+            lock_id,
+            guest_id,
+            key_id,
+            pass_id,
+            counter,
+            action,
+            outcome,
+            ack_tag,
+            signature,
         )
 
     @staticmethod

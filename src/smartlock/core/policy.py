@@ -1,40 +1,94 @@
-"""Who may have a key for which lock (README, "Security model": identity and grants).
+"""Who may do what, decided at request time from the store's records (README, "Roles").
 
-Here a grant is a (guest, lock) pair written by ``smartlock init``; the access-control issue
-replaces this with passes, time windows and use counts.
+Pure functions over records: the backend reads the user, the lock and the passes from the store
+and asks these; nothing here does IO or reads the clock.
+
+* owners and residents get keys for any lock at any time, and may lock / unlock remotely;
+* a guest gets a key only through a pass that allows access now (:mod:`smartlock.core.passes`),
+  and the key never outlives what the pass allows (its end, the end of the weekly window) and
+  carries the pass's use limit, so a lock that is offline still enforces both;
+* guests may not send remote commands; removed users and unknown locks get nothing.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from smartlock.adapters.store.records import LockRecord, PassRecord, UserRecord
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import SessionRequest
+from smartlock.core.messages import NO_PASS, UNLIMITED_USES
+from smartlock.core.passes import choose_pass
+from smartlock.core.roles import Role
 
 MAX_REQUEST_AGE_S = 60
 
 
 @dataclass(frozen=True)
-class AccessPolicy:
-    locks: frozenset[str]
-    guests: frozenset[str]
-    grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (guest, lock)
+class KeyGrant:
+    """What a key issued now may carry: its pass, that pass's use limit, its latest expiry."""
 
-    def check_session_request(
-        self, guest_id: str, request: SessionRequest, now: float, clock_skew_s: int
-    ) -> None:
-        """Raise :class:`Rejected` unless ``guest_id`` may have a key for the requested lock now."""
-        if guest_id not in self.guests:
-            raise Rejected(Reason.UNKNOWN_GUEST, guest_id)
-        if request.sent_at < now - MAX_REQUEST_AGE_S:
-            raise Rejected(Reason.STALE, "request older than a minute")
-        if request.sent_at > now + clock_skew_s:
-            raise Rejected(Reason.NOT_YET_VALID, "request from the future")
-        if request.lock_id not in self.locks:
-            raise Rejected(Reason.UNKNOWN_LOCK, request.lock_id)
-        if (guest_id, request.lock_id) not in self.grants:
-            raise Rejected(Reason.NOT_GRANTED, f"{guest_id} has no grant on {request.lock_id}")
+    role: Role
+    pass_id: int = NO_PASS
+    max_uses: int = UNLIMITED_USES
+    not_after: int | None = None
+
+
+def check_request_time(sent_at: int, now: float, clock_skew_s: int) -> None:
+    if sent_at < now - MAX_REQUEST_AGE_S:
+        raise Rejected(Reason.STALE, "request older than a minute")
+    if sent_at > now + clock_skew_s:
+        raise Rejected(Reason.NOT_YET_VALID, "request from the future")
+
+
+def _active_user(name: str, user: UserRecord | None) -> UserRecord:
+    if user is None or not user.active:
+        raise Rejected(Reason.UNKNOWN_USER, name, who=name)
+    return user
+
+
+def _known_lock(lock_id: str, lock: LockRecord | None) -> None:
+    if lock is None:
+        raise Rejected(Reason.UNKNOWN_LOCK, lock_id)
+
+
+def decide_key_request(
+    *,
+    name: str,
+    user: UserRecord | None,
+    lock_id: str,
+    lock: LockRecord | None,
+    passes: Sequence[PassRecord],
+    now: float,
+    zone: zoneinfo.ZoneInfo,
+) -> KeyGrant:
+    """May ``name`` have a session key for ``lock_id`` now?  Raises :class:`Rejected` if not."""
+    user = _active_user(name, user)
+    _known_lock(lock_id, lock)
+    if user.role.has_free_access:
+        return KeyGrant(user.role)
+    chosen, access_until = choose_pass(passes, int(now), zone)
+    return KeyGrant(
+        user.role,
+        pass_id=chosen.pass_id,
+        max_uses=chosen.max_uses if chosen.max_uses is not None else UNLIMITED_USES,
+        not_after=access_until,
+    )
+
+
+def decide_command(
+    *, name: str, user: UserRecord | None, lock_id: str, lock: LockRecord | None
+) -> Role:
+    """May ``name`` lock or unlock ``lock_id`` remotely?  Raises :class:`Rejected` if not."""
+    user = _active_user(name, user)
+    _known_lock(lock_id, lock)
+    if not user.role.has_free_access:
+        raise Rejected(
+            Reason.ROLE_NOT_ALLOWED, f"{name} is a {user.role.value}: no remote commands", who=name
+        )
+    return user.role
 
 
 class RecentIds:

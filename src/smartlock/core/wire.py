@@ -100,6 +100,17 @@ class Reader:
     def long_bytes(self) -> bytes:
         return self._take(self.u16())
 
+    def rest(self) -> bytes:
+        """Everything not read yet (for a trailing ciphertext)."""
+        return self._take(len(self._data) - self._offset)
+
+    def text_value(self) -> str:
+        """Short UTF-8 text (a reason, a state name); malformed unless valid UTF-8."""
+        try:
+            return self.short_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(Reason.MALFORMED, "text is not UTF-8") from None
+
     def identifier(self) -> str:
         raw = self.short_bytes()
         try:

@@ -1,0 +1,54 @@
+"""Every MQTT topic of the system, in one place (README, "Topics").
+
+A user's or lock's identity is part of each topic it may write, and the broker's ACL
+(:func:`smartlock.broker.topics_for`) lets only that user or lock write it: the broker proves who
+sent a request, the messages prove the rest.
+
+=================================== ========== ==========================================
+topic                               written by read by
+=================================== ========== ==========================================
+``backend/session_requests/{user}`` user       backend: "a key for this lock, please"
+``backend/commands/{user}``         user       backend: remote lock / unlock request
+``users/{user}/session``            backend    user: key delivery or denial
+``users/{user}/events``             backend    user: the lock's access event (proof it acted)
+``users/{user}/replies``            backend    user: answer to a remote command (v5 response)
+``users/{user}/alerts``             backend    owner / resident: security and health alerts
+``locks/{lock}/session``            backend    lock: session key deliveries
+``locks/{lock}/command_key``        backend    lock: per-lock command key (retained)
+``locks/{lock}/revocations``        backend    lock: signed revocation list (retained)
+``locks/{lock}/commands``           backend    lock: sealed remote commands
+``locks/{lock}/events``             lock       backend: acks, access events, reports
+``locks/{lock}/availability``       lock       backend: ``online`` / ``offline`` (retained, will)
+=================================== ========== ==========================================
+"""
+
+from __future__ import annotations
+
+SESSION_REQUESTS = "backend/session_requests"
+COMMAND_REQUESTS = "backend/commands"
+
+
+def session_requests(user: str) -> str:
+    return f"{SESSION_REQUESTS}/{user}"
+
+
+def command_requests(user: str) -> str:
+    return f"{COMMAND_REQUESTS}/{user}"
+
+
+def user_topic(user: str, leaf: str) -> str:
+    """``users/{user}/{leaf}`` with leaf one of session, events, replies, alerts."""
+    return f"users/{user}/{leaf}"
+
+
+def lock_topic(lock_id: str, leaf: str) -> str:
+    """``locks/{lock}/{leaf}`` with leaf one of session, command_key, revocations, commands,
+    events, availability."""
+    return f"locks/{lock_id}/{leaf}"
+
+
+USER_LEAVES_READ = ("session", "events", "replies", "alerts")
+LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands")
+LOCK_LEAVES_WRITE = ("events", "availability")
+ONLINE = b"online"
+OFFLINE = b"offline"
