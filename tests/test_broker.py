@@ -1,36 +1,44 @@
-"""smartlock.broker: the rendered mosquitto.conf and ACL, the reachability check, and a real
-Mosquitto started and stopped through BrokerProcess."""
+"""smartlock.broker: the rendered mosquitto.conf and ACL (least privilege per broker user), the
+reachability check, reloading a running broker, and a real Mosquitto started and stopped through
+BrokerProcess."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 from smartlock import broker as broker_module
+from smartlock.adapters.mqtt import BrokerUnavailable, MqttConnection
 from smartlock.broker import (
     BROKER_USER,
     BrokerProcess,
     check_broker_can_reach,
     client_tls_context,
     free_port,
+    pid_file,
+    reload_broker,
     render_acl,
     render_config,
+    topics_for,
 )
 from smartlock.core.errors import ConfigError
-from smartlock.site import Site, provision_site
+from smartlock.site import Credentials, Site, add_identity, provision_site, remove_identity
 
 ROOT = Path("/srv/smartlock/site")
 LOCKS = ("lock_01", "lock_02")
-GUESTS = ("guest_01", "guest_02", "guest_03")
+USERS = ("owner", "resident", "guest_01", "guest_02")
 PORT = 8883
 HOST = "127.0.0.1"
 
@@ -43,13 +51,7 @@ requires_root = pytest.mark.skipif(
 def spec_site() -> Site:
     """A site as a value: rendering needs no files."""
     return Site(
-        root=ROOT,
-        name="site",
-        broker_host=HOST,
-        broker_port=PORT,
-        locks=LOCKS,
-        guests=GUESTS,
-        grants=(("guest_01", "lock_01"), ("guest_02", "lock_02")),
+        root=ROOT, name="site", broker_host=HOST, broker_port=PORT, locks=LOCKS, users=USERS
     )
 
 
@@ -57,12 +59,7 @@ def spec_site() -> Site:
 def site() -> Iterator[Site]:
     root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
     yield provision_site(
-        root,
-        locks=["lock_01"],
-        guests=["guest_01"],
-        grants=[("guest_01", "lock_01")],
-        broker_host=HOST,
-        broker_port=free_port(),
+        root, locks=["lock_01"], users=["guest_01"], broker_host=HOST, broker_port=free_port()
     )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -73,12 +70,7 @@ def hidden_site() -> Iterator[Site]:
     parent = Path(tempfile.mkdtemp(prefix="smartlock-test-0700-"))
     parent.chmod(0o700)
     yield provision_site(
-        parent / "site",
-        locks=["lock_01"],
-        guests=[],
-        grants=[],
-        broker_host=HOST,
-        broker_port=free_port(),
+        parent / "site", locks=["lock_01"], users=[], broker_host=HOST, broker_port=free_port()
     )
     shutil.rmtree(parent, ignore_errors=True)
 
@@ -120,6 +112,13 @@ def test_config_has_exactly_one_listener_and_it_serves_tls(spec_site: Site) -> N
     assert "tls_version tlsv1.2" in section
     before = lines[: listeners[0]]
     assert not [line for line in before if line.startswith(("certfile", "keyfile"))]
+
+
+def test_config_makes_the_client_id_the_username_on_the_listener(spec_site: Site) -> None:
+    lines = config_lines(spec_site)
+    listener = next(i for i, line in enumerate(lines) if line.startswith("listener "))
+    # before the listener line it would be a global option that opens a default plain listener
+    assert lines.index("use_username_as_clientid true") > listener
 
 
 def test_config_listens_on_the_port_it_is_given_instead_of_the_sites(spec_site: Site) -> None:
@@ -179,6 +178,25 @@ def parse_acl(text: str) -> dict[str, set[tuple[str, str]]]:
     return acl
 
 
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching: ``+`` is one level, ``#`` the rest."""
+    levels, names = topic_filter.split("/"), topic.split("/")
+    for index, level in enumerate(levels):
+        if level == "#":
+            return True
+        if index >= len(names) or level not in ("+", names[index]):
+            return False
+    return len(levels) == len(names)
+
+
+def test_topic_matcher_follows_mqtt_wildcards() -> None:
+    assert matches("locks/+/events", "locks/lock_01/events")
+    assert not matches("locks/+/events", "locks/lock_01/x/events")
+    assert not matches("locks/+", "locks/lock_01/events")
+    assert matches("locks/#", "locks/lock_01/events")
+    assert not matches("users/a/session", "users/b/session")
+
+
 def test_acl_parser_reads_bare_topics_as_readwrite_and_refuses_patterns() -> None:
     # the parser below is what the ACL tests rely on: make sure it cannot be fooled
     assert parse_acl("user a\ntopic x/y\n") == {"a": {("readwrite", "x/y")}}
@@ -188,41 +206,93 @@ def test_acl_parser_reads_bare_topics_as_readwrite_and_refuses_patterns() -> Non
         parse_acl("topic read x\n")
 
 
-def test_acl_names_exactly_the_backend_every_lock_and_every_guest(spec_site: Site) -> None:
-    assert set(parse_acl(render_acl(spec_site))) == {"backend", *LOCKS, *GUESTS}
+def test_rendered_acl_is_exactly_topics_for_without_duplicates(spec_site: Site) -> None:
+    entries = topics_for(spec_site)
+    assert parse_acl(render_acl(spec_site)) == {user: set(e) for user, e in entries.items()}
+    assert {user: len(e) for user, e in entries.items()} == {
+        user: len(set(e)) for user, e in entries.items()
+    }
 
 
-@pytest.mark.parametrize("guest", GUESTS)
-def test_acl_lets_a_guest_ask_for_keys_and_read_replies_under_its_own_id_only(
-    spec_site: Site, guest: str
+def test_acl_names_exactly_the_backend_every_lock_and_every_user(spec_site: Site) -> None:
+    assert set(topics_for(spec_site)) == {"backend", *LOCKS, *USERS}
+    assert set(parse_acl(render_acl(spec_site))) == {"backend", *LOCKS, *USERS}
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_user_writes_only_its_own_requests_and_reads_only_its_own_topics(
+    spec_site: Site, user: str
 ) -> None:
-    entries = parse_acl(render_acl(spec_site))[guest]
-    assert entries == {
-        ("write", f"backend/session_requests/{guest}"),
-        ("read", f"guests/{guest}/session"),
-        ("read", f"guests/{guest}/events"),
+    # the same for owners, residents and guests: what each may do is the backend's decision
+    assert set(topics_for(spec_site)[user]) == {
+        ("write", f"backend/session_requests/{user}"),
+        ("write", f"backend/commands/{user}"),
+        ("read", f"users/{user}/session"),
+        ("read", f"users/{user}/events"),
+        ("read", f"users/{user}/replies"),
+        ("read", f"users/{user}/alerts"),
     }
 
 
 @pytest.mark.parametrize("lock", LOCKS)
-def test_acl_lets_a_lock_read_its_keys_and_write_its_events_only(
+def test_a_lock_reads_only_its_own_keys_and_commands_and_writes_only_its_reports(
     spec_site: Site, lock: str
 ) -> None:
-    entries = parse_acl(render_acl(spec_site))[lock]
-    assert entries == {("read", f"locks/{lock}/session"), ("write", f"locks/{lock}/events")}
+    assert set(topics_for(spec_site)[lock]) == {
+        ("read", f"locks/{lock}/session"),
+        ("read", f"locks/{lock}/command_key"),
+        ("read", f"locks/{lock}/revocations"),
+        ("read", f"locks/{lock}/commands"),
+        ("write", f"locks/{lock}/events"),
+        ("write", f"locks/{lock}/availability"),
+    }
 
 
 def test_acl_gives_the_backend_the_service_topics_and_nothing_to_write_to_itself(
     spec_site: Site,
 ) -> None:
-    entries = parse_acl(render_acl(spec_site))["backend"]
-    assert entries == {
+    assert set(topics_for(spec_site)["backend"]) == {
         ("read", "backend/session_requests/+"),
+        ("read", "backend/commands/+"),
         ("write", "locks/+/session"),
+        ("write", "locks/+/command_key"),
+        ("write", "locks/+/revocations"),
+        ("write", "locks/+/commands"),
         ("read", "locks/+/events"),
-        ("write", "guests/+/session"),
-        ("write", "guests/+/events"),
+        ("read", "locks/+/availability"),
+        ("write", "users/+/session"),
+        ("write", "users/+/events"),
+        ("write", "users/+/replies"),
+        ("write", "users/+/alerts"),
     }
+
+
+def test_every_device_topic_has_the_backend_at_its_other_end(spec_site: Site) -> None:
+    acl = topics_for(spec_site)
+    backend = acl.pop("backend")
+    for device, entries in acl.items():
+        for access, topic in entries:
+            other = "read" if access == "write" else "write"
+            assert any(a == other and matches(f, topic) for a, f in backend), (device, topic)
+    for access, topic_filter in backend:  # and each backend topic reaches every device it names
+        kind = LOCKS if topic_filter.startswith("locks/") else USERS
+        other = "read" if access == "write" else "write"
+        for device in kind:
+            assert (other, topic_filter.replace("+", device)) in acl[device], topic_filter
+
+
+def test_no_device_can_reach_another_devices_topics(spec_site: Site) -> None:
+    """Locks and users talk only to the backend: nothing one writes, another may read."""
+    acl = topics_for(spec_site)
+    devices = [*LOCKS, *USERS]
+    for writer in devices:
+        for reader in devices:
+            if writer == reader:
+                continue
+            written = [t for a, t in acl[writer] if a == "write"]
+            read = [t for a, t in acl[reader] if a == "read"]
+            assert not [(w, r) for w in written for r in read if matches(r, w)], (writer, reader)
+        assert all(writer in topic.split("/") for _, topic in acl[writer]), writer
 
 
 def test_acl_has_no_pattern_lines_and_no_multilevel_wildcard(spec_site: Site) -> None:
@@ -236,15 +306,59 @@ def test_acl_has_no_pattern_lines_and_no_multilevel_wildcard(spec_site: Site) ->
     assert not [line for line in rules if "#" in line]
 
 
-def test_acl_grants_no_wildcard_to_a_lock_or_guest(spec_site: Site) -> None:
-    acl = parse_acl(render_acl(spec_site))
-    devices = {user: entries for user, entries in acl.items() if user != "backend"}
-    assert not [
-        (user, topic)
-        for user, entries in devices.items()
-        for _, topic in entries
-        if "+" in topic or "#" in topic
-    ]
+def test_acl_grants_no_wildcard_to_a_lock_or_user(spec_site: Site) -> None:
+    acl = topics_for(spec_site)
+    wildcards = {
+        (user, topic) for user, entries in acl.items() for _, topic in entries if "+" in topic
+    }
+    assert wildcards
+    assert {user for user, _ in wildcards} == {"backend"}
+    assert not [topic for entries in acl.values() for _, topic in entries if "#" in topic]
+
+
+def test_acl_of_a_site_without_users_names_the_backend_and_the_locks(spec_site: Site) -> None:
+    empty = dataclasses.replace(spec_site, users=())
+    assert set(parse_acl(render_acl(empty))) == {"backend", *LOCKS}
+
+
+# --- reloading a running broker -----------------------------------------------------------------
+
+
+@pytest.fixture
+def bare_site(spec_site: Site, tmp_path: Path) -> Site:
+    """A site value whose broker directory exists (for the pid file) and holds nothing else."""
+    value = dataclasses.replace(spec_site, root=tmp_path)
+    value.broker_dir.mkdir()
+    return value
+
+
+def test_reload_without_a_pid_file_says_no_broker_runs(bare_site: Site) -> None:
+    assert not pid_file(bare_site).exists()
+    assert reload_broker(bare_site) is False
+
+
+def test_reload_with_a_stale_pid_file_signals_nobody(bare_site: Site) -> None:
+    """The pid names a live process that is not this site's mosquitto: ours."""
+    received: list[int] = []
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    pid_file(bare_site).write_text(f"{os.getpid()}\n")
+    previous = signal.signal(signal.SIGHUP, record)
+    try:
+        assert reload_broker(bare_site) is False
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert received == []
+
+
+@pytest.mark.parametrize("content", ["", "not a pid", "0", "-1", "4194305"])
+def test_reload_with_an_unreadable_or_dead_pid_file_says_no_broker_runs(
+    bare_site: Site, content: str
+) -> None:
+    pid_file(bare_site).write_text(content)
+    assert reload_broker(bare_site) is False
 
 
 # --- can the unprivileged broker reach its files? ------------------------------------------
@@ -333,10 +447,65 @@ async def test_broker_process_serves_tls_for_the_site_and_stops_with_the_block(
             listening = [line for line in broker.log if "listen socket on port" in line]
             assert len(listening) == 1, listening
             assert f"port {port}." in listening[0]
+            # the pid file names this very process, so reload_broker can find it
+            assert pid_file(site).read_text().strip() == str(broker.process.pid)
         assert broker.process.returncode == 0
+        assert not pid_file(site).exists()
+        assert reload_broker(site) is False
     assert any("terminating" in line for line in broker.log)
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection(HOST, port)
+
+
+async def connects(site: Site, credentials: Credentials, port: int) -> bool:
+    """Whether the broker takes ``credentials``; False only for a refusal, never a timeout."""
+    try:
+        async with MqttConnection(site, credentials, port=port, timeout_s=5):
+            return True
+    except BrokerUnavailable as exc:
+        if not exc.refused:
+            raise
+    return False
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Until ``check`` holds: the broker reloads its files after our SIGHUP, not during it."""
+    while not await check():  # noqa: ASYNC110 -- the broker offers no event to wait on
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def live_site(site: Site) -> Iterator[Site]:
+    """A copy of the module's site that a test may change, in a directory the broker can reach."""
+    root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
+    shutil.copytree(site.root, root, symlinks=True, dirs_exist_ok=True)
+    yield Site.load(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_reload_lets_a_new_user_in_and_a_removed_one_out_without_a_restart(
+    live_site: Site,
+) -> None:
+    live = live_site
+    leaving = live.credentials("guest_01")
+    port = free_port()
+    async with asyncio.timeout(40), BrokerProcess(live, port=port) as broker:
+        assert broker.process is not None
+        async with MqttConnection(live, live.credentials("lock_01"), port=port) as lock:
+            assert await connects(live, leaving, port)
+            live = add_identity(live, "carol", lock=False)
+            live = remove_identity(live, "guest_01")
+            assert reload_broker(live) is True
+            await eventually(lambda: connects(live, live.credentials("carol"), port))
+            await eventually(lambda: _not(connects(live, leaving, port)))
+            assert any("Reloading config" in line for line in broker.log)
+            # the reload dropped nobody: the lock's connection still publishes (QoS 1, acked)
+            await lock.publish("locks/lock_01/availability", b"online")
+        assert broker.process.pid == int(pid_file(live).read_text())  # never restarted
+
+
+async def _not(result: Awaitable[bool]) -> bool:
+    return not await result
 
 
 async def test_broker_process_on_a_taken_port_fails_fast_with_config_error(site: Site) -> None:

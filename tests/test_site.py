@@ -1,12 +1,15 @@
-"""smartlock.site: provisioning a site directory and loading it back.
+"""smartlock.site: provisioning a site directory, loading it back, and adding or removing an
+identity afterwards.
 
 One site is provisioned per module (RSA key generation is slow) and only read by the tests;
-tests that need to write get a fresh directory of their own.
+tests that change a site work on a copy of it (``shutil.copytree``), and tests that provision
+get a fresh directory of their own.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -16,23 +19,37 @@ import re
 import shutil
 import stat
 import tempfile
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from smartlock.broker import BROKER_USER, free_port
+from smartlock.broker import BROKER_USER, free_port, render_acl
 from smartlock.core.errors import ConfigError
-from smartlock.core.issuance import MAX_KEY_TTL_S
-from smartlock.site import Site, provision_site, validate_site_spec, write_private
+from smartlock.core.issuance import DEFAULT_KEY_TTL_S, MAX_KEY_TTL_S
+from smartlock.site import (
+    DEFAULT_COMMAND_WINDOW_S,
+    DEFAULT_HEARTBEAT_S,
+    RESERVED_IDS,
+    SITE_VERSION,
+    Site,
+    add_identity,
+    provision_site,
+    remove_identity,
+    save_site,
+    validate_site_spec,
+    write_private,
+)
 
 LOCKS = ["lock_01", "lock_02"]
-GUESTS = ["guest_01", "guest_02"]
-GRANTS = [("guest_01", "lock_01"), ("guest_02", "lock_02")]
-USERS = ["backend", *LOCKS, *GUESTS]
+USERS = ["owner", "resident", "guest_01", "guest_02"]  # roles live in the store, not here
+IDENTITIES = ["backend", *LOCKS, *USERS]
 BROKER_SHARED_FILES = ["broker.key", "passwd", "acl", "mosquitto.conf"]
+ZONE = "Europe/Paris"
 
 
 def new_dir() -> Path:
@@ -49,11 +66,12 @@ def site() -> Iterator[Site]:
     yield provision_site(
         root,
         locks=LOCKS,
-        guests=GUESTS,
-        grants=GRANTS,
+        users=USERS,
         broker_host="127.0.0.1",
         broker_port=free_port(),
         session_ttl_s=600,
+        heartbeat_s=15,
+        timezone=ZONE,
     )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -65,16 +83,25 @@ def fresh_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def provision_small(root: Path, *, force: bool = False, locks: list[str] | None = None) -> Site:
+@pytest.fixture
+def site_copy(site: Site, fresh_dir: Path) -> Site:
+    """A copy of the module's site that the test may change (modes are copied too)."""
+    shutil.copytree(site.root, fresh_dir / "site", symlinks=True)
+    return Site.load(fresh_dir / "site")
+
+
+def provision_small(
+    root: Path, *, force: bool = False, locks: list[str] | None = None, **settings: Any
+) -> Site:
     """The cheapest complete site: the backend and one lock (two RSA keys)."""
     return provision_site(
         root,
         locks=locks or ["lock_01"],
-        guests=[],
-        grants=[],
+        users=[],
         broker_host="127.0.0.1",
         broker_port=18883,
         force=force,
+        **settings,
     )
 
 
@@ -86,7 +113,7 @@ def private_key_files(site: Site) -> list[Path]:
         site.root / "ca" / "ca.key",
         site.root / "backend" / "backend.key",
         *(site.root / "locks" / lock / "lock.key" for lock in LOCKS),
-        *(site.root / "guests" / guest / "guest.key" for guest in GUESTS),
+        *(site.root / "users" / user / "user.key" for user in USERS),
     ]
 
 
@@ -96,14 +123,21 @@ def test_every_private_key_is_readable_by_its_owner_only(site: Site) -> None:
     assert {path: oct(mode(path)) for path in files} == dict.fromkeys(files, "0o600")
 
 
+def test_private_key_paths_are_the_files_of_the_layout(site: Site) -> None:
+    assert [site.private_key_path(x) for x in IDENTITIES] == private_key_files(site)[1:]
+    assert site.public_key_path("backend") == site.root / "public" / "backend.pub"
+    assert site.public_key_path("lock_01") == site.root / "public" / "locks" / "lock_01.pub"
+    assert site.public_key_path("guest_01") == site.root / "public" / "users" / "guest_01.pub"
+
+
 def test_every_password_file_is_readable_by_its_owner_only(site: Site) -> None:
-    files = [site.identity_dir(user) / "password" for user in USERS]
+    files = [site.identity_dir(identity) / "password" for identity in IDENTITIES]
     assert all(path.is_file() for path in files)
     assert {path: oct(mode(path)) for path in files} == dict.fromkeys(files, "0o600")
 
 
 def test_identity_and_ca_directories_are_closed_to_group_and_others(site: Site) -> None:
-    dirs = [site.root / "ca", *(site.identity_dir(user) for user in USERS)]
+    dirs = [site.root / "ca", *(site.identity_dir(identity) for identity in IDENTITIES)]
     assert {path: oct(mode(path)) for path in dirs} == dict.fromkeys(dirs, "0o700")
 
 
@@ -120,6 +154,33 @@ def test_broker_files_belong_to_the_group_the_broker_drops_to(site: Site) -> Non
     assert {path: path.stat().st_gid for path in files} == dict.fromkeys(files, gid)
 
 
+# --- the backend's secrets --------------------------------------------------------------------
+
+
+def test_backend_secrets_are_private_distinct_32_byte_keys(site: Site) -> None:
+    paths = [site.root / "backend" / "audit.key", site.root / "backend" / "command.key"]
+    assert [site.audit_key_path, site.command_master_key_path] == paths
+    assert {path: oct(mode(path)) for path in paths} == dict.fromkeys(paths, "0o600")
+    audit, command = (site.secret(path) for path in paths)
+    assert len(audit) == len(command) == 32
+    assert audit != command
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(b"short", "expected 32 bytes"), (None, "missing")]
+)
+def test_a_damaged_or_missing_secret_is_a_config_error(
+    site_copy: Site, content: bytes | None, message: str
+) -> None:
+    if content is None:
+        site_copy.audit_key_path.unlink()
+    else:
+        site_copy.audit_key_path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as raised:
+        site_copy.secret(site_copy.audit_key_path)
+    assert "audit.key" in str(raised.value)
+
+
 # --- the broker's password file -----------------------------------------------------------------
 
 
@@ -132,7 +193,7 @@ def passwd_entries(site: Site) -> dict[str, str]:
 
 def test_password_file_has_one_line_per_broker_user(site: Site) -> None:
     lines = (site.broker_dir / "passwd").read_text().splitlines()
-    assert sorted(line.split(":", 1)[0] for line in lines) == sorted(USERS)
+    assert sorted(line.split(":", 1)[0] for line in lines) == sorted(IDENTITIES)
 
 
 def test_password_file_holds_hashes_never_the_plaintext_passwords(site: Site) -> None:
@@ -158,30 +219,44 @@ def _mosquitto_hash_matches(hashed: str, password: str) -> bool:
     return computed == base64.b64decode(digest)
 
 
-def test_each_password_hash_verifies_the_identitys_own_password(site: Site) -> None:
+def assert_every_hash_verifies_its_own_password(site: Site, identities: list[str]) -> None:
     entries = passwd_entries(site)
-    for user in USERS:
-        assert _mosquitto_hash_matches(entries[user], site.credentials(user).password), user
-    # and not another user's password: the hashes are bound to the right identity
+    assert sorted(entries) == sorted(identities)
+    for identity in identities:
+        assert _mosquitto_hash_matches(entries[identity], site.credentials(identity).password), (
+            identity
+        )
+
+
+def test_each_password_hash_verifies_the_identitys_own_password(site: Site) -> None:
+    assert_every_hash_verifies_its_own_password(site, IDENTITIES)
+    # and not another identity's password: the hashes are bound to the right identity
+    entries = passwd_entries(site)
     assert not _mosquitto_hash_matches(entries["lock_01"], site.credentials("lock_02").password)
+    assert not _mosquitto_hash_matches(entries["owner"], site.credentials("guest_01").password)
 
 
 def test_credentials_are_the_password_file_of_each_identity(site: Site) -> None:
-    for user in USERS:
-        stored = (site.identity_dir(user) / "password").read_text()
-        assert site.credentials(user).username == user
-        assert site.credentials(user).password == stored.strip()
-    assert len({site.credentials(user).password for user in USERS}) == len(USERS)
+    for identity in IDENTITIES:
+        stored = (site.identity_dir(identity) / "password").read_text()
+        assert site.credentials(identity).username == identity
+        assert site.credentials(identity).password == stored.strip()
+    assert len({site.credentials(x).password for x in IDENTITIES}) == len(IDENTITIES)
+
+
+def test_credentials_never_show_the_password_in_their_repr(site: Site) -> None:
+    credentials = site.credentials("guest_01")
+    assert credentials.password not in repr(credentials)
 
 
 # --- keys and certificates ------------------------------------------------------------------
 
 
 def test_each_public_key_file_belongs_to_the_identitys_private_key(site: Site) -> None:
-    for user in USERS:
-        assert site.public_key(user).public_numbers() == (
-            site.private_key(user).public_key().public_numbers()
-        ), user
+    for identity in IDENTITIES:
+        assert site.public_key(identity).public_numbers() == (
+            site.private_key(identity).public_key().public_numbers()
+        ), identity
     assert (
         site.public_key("lock_01").public_numbers() != site.public_key("lock_02").public_numbers()
     )
@@ -209,16 +284,61 @@ def test_ca_key_on_disk_is_the_key_of_the_ca_certificate(site: Site) -> None:
     assert key.public_key() == ca.public_key()
 
 
-# --- loading ------------------------------------------------------------------------------------
+# --- site.json and loading ----------------------------------------------------------------------
+
+
+def test_site_json_is_version_2_with_users_and_no_grants(site: Site) -> None:
+    data = json.loads((site.root / "site.json").read_text())
+    assert data["version"] == SITE_VERSION == 2
+    assert data["locks"] == LOCKS
+    assert data["users"] == USERS
+    assert "guests" not in data
+    assert "grants" not in data  # passes live in the store
+    assert {key: data[key] for key in ("session_ttl_s", "heartbeat_s", "timezone")} == {
+        "session_ttl_s": 600,
+        "heartbeat_s": 15,
+        "timezone": ZONE,
+    }
 
 
 def test_load_returns_the_site_that_provisioning_wrote(site: Site) -> None:
     loaded = Site.load(site.root)
     assert loaded == site
     assert loaded.locks == tuple(LOCKS)
-    assert loaded.guests == tuple(GUESTS)
-    assert loaded.grants == tuple(GRANTS)
-    assert loaded.session_ttl_s == 600
+    assert loaded.users == tuple(USERS)
+    assert (loaded.session_ttl_s, loaded.heartbeat_s, loaded.timezone) == (600, 15, ZONE)
+    assert loaded.zone == zoneinfo.ZoneInfo(ZONE)
+    assert loaded.store_url is None
+    assert (loaded.command_window_s, loaded.max_failures) == (DEFAULT_COMMAND_WINDOW_S, 3)
+    assert (loaded.failure_window_s, loaded.lockout_s) == (300, 300)
+
+
+def test_settings_missing_from_site_json_take_their_defaults(site: Site, fresh_dir: Path) -> None:
+    data = json.loads(site.to_json())
+    optional = ("session_ttl_s", "heartbeat_s", "command_window_s", "timezone", "store_url")
+    for key in (*optional, "max_failures", "failure_window_s", "lockout_s"):
+        del data[key]
+    (fresh_dir / "site.json").write_text(json.dumps(data))
+    loaded = Site.load(fresh_dir)
+    assert loaded == Site(
+        root=fresh_dir.resolve(),
+        name=site.name,
+        broker_host=site.broker_host,
+        broker_port=site.broker_port,
+        locks=site.locks,
+        users=site.users,
+    )
+    assert (loaded.session_ttl_s, loaded.heartbeat_s) == (DEFAULT_KEY_TTL_S, DEFAULT_HEARTBEAT_S)
+    assert (loaded.timezone, loaded.store_url) == ("UTC", None)
+
+
+def test_database_url_is_the_override_else_site_json_else_sqlite_in_the_backend(
+    site: Site,
+) -> None:
+    assert site.database_url() == f"sqlite:///{site.root / 'backend' / 'store.db'}"
+    elsewhere = dataclasses.replace(site, store_url="postgresql://lock@db/site")
+    assert elsewhere.database_url() == "postgresql://lock@db/site"
+    assert elsewhere.database_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
 def test_load_of_a_missing_directory_explains_what_a_site_is(fresh_dir: Path) -> None:
@@ -227,6 +347,23 @@ def test_load_of_a_missing_directory_explains_what_a_site_is(fresh_dir: Path) ->
         Site.load(missing)
     assert "smartlock init" in str(raised.value)
     assert "Traceback" not in str(raised.value)
+
+
+def test_a_version_1_site_is_refused_with_advice_to_create_it_again(fresh_dir: Path) -> None:
+    version_1 = {  # the layout before access control: guests and grants in site.json
+        "version": 1,
+        "name": "site",
+        "broker": {"host": "127.0.0.1", "port": 8883},
+        "locks": ["lock_01"],
+        "guests": ["guest_01"],
+        "grants": [["guest_01", "lock_01"]],
+        "session_ttl_s": 300,
+    }
+    (fresh_dir / "site.json").write_text(json.dumps(version_1))
+    with pytest.raises(ConfigError, match="unsupported site version 1") as raised:
+        Site.load(fresh_dir)
+    assert "create the site again with 'smartlock init'" in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def _damage(site: Site, root: Path, change: object) -> None:
@@ -244,10 +381,14 @@ def _damage(site: Site, root: Path, change: object) -> None:
     [
         pytest.param("{not json", r"site\.json is damaged: JSONDecodeError", id="not-json"),
         pytest.param(
-            lambda d: d.update(version=2), r"unsupported site version 2", id="wrong-version"
+            lambda d: d.update(version=3), r"unsupported site version 3", id="wrong-version"
         ),
+        pytest.param(lambda d: d.pop("version"), r"unsupported site version None", id="no-version"),
         pytest.param(
             lambda d: d.pop("broker"), r"site\.json is damaged: KeyError: 'broker'", id="no-broker"
+        ),
+        pytest.param(
+            lambda d: d.pop("users"), r"site\.json is damaged: KeyError: 'users'", id="no-users"
         ),
         pytest.param(
             lambda d: d.update(locks=["Bad Lock"]),
@@ -255,9 +396,35 @@ def _damage(site: Site, root: Path, change: object) -> None:
             id="bad-lock-id",
         ),
         pytest.param(
+            lambda d: d.update(users=["Bad User"]),
+            r"site\.json is damaged: ValueError: invalid user name 'Bad User'",
+            id="bad-user-name",
+        ),
+        pytest.param(
+            lambda d: d.update(users=["backend"]),
+            r"site\.json is damaged: ValueError: these names are reserved: backend",
+            id="reserved-user",
+        ),
+        pytest.param(
+            lambda d: d.update(users=["lock_01"]), r"must all be different", id="user-is-a-lock"
+        ),
+        pytest.param(
+            lambda d: d.update(session_ttl_s=MAX_KEY_TTL_S + 1), r"1\.\.86400", id="ttl-too-long"
+        ),
+        pytest.param(
             lambda d: d["broker"].update(port="eighty"),
             r"site\.json is damaged: ValueError",
             id="port-not-a-number",
+        ),
+        pytest.param(
+            lambda d: d.update(timezone="Mars/Olympus"),
+            r"unknown time zone 'Mars/Olympus'",
+            id="unknown-time-zone",
+        ),
+        pytest.param(
+            lambda d: d.update(timezone="../../etc/passwd"),
+            r"unknown time zone '../../etc/passwd'",
+            id="time-zone-path",
         ),
     ],
 )
@@ -280,17 +447,123 @@ def test_load_of_a_site_json_that_is_not_an_object_is_a_config_error(
         Site.load(fresh_dir)
 
 
-@pytest.mark.parametrize("reader", ["credentials", "private_key", "public_key"])
+@pytest.mark.parametrize("reader", ["credentials", "private_key", "public_key", "identity_dir"])
 def test_reading_an_unknown_identity_is_a_config_error(site: Site, reader: str) -> None:
-    with pytest.raises(ConfigError, match="no lock or guest 'lock_99'"):
+    with pytest.raises(ConfigError, match="no lock or user 'lock_99'"):
         getattr(site, reader)("lock_99")
 
 
-def test_missing_key_file_is_a_config_error_not_a_file_error(fresh_dir: Path) -> None:
-    small = provision_small(fresh_dir)
-    small.private_key_path("lock_01").unlink()
+def test_missing_key_file_is_a_config_error_not_a_file_error(site_copy: Site) -> None:
+    site_copy.private_key_path("lock_01").unlink()
     with pytest.raises(ConfigError, match=r"missing .*lock\.key"):
-        small.private_key("lock_01")
+        site_copy.private_key("lock_01")
+    site_copy.private_key_path("guest_01").unlink()
+    with pytest.raises(ConfigError, match=r"missing .*users/guest_01/user\.key"):
+        site_copy.private_key("guest_01")
+
+
+def test_save_site_writes_changed_settings_that_load_reads_back(site_copy: Site) -> None:
+    changed = dataclasses.replace(site_copy, heartbeat_s=5, max_failures=7, store_url="sqlite:///x")
+    save_site(changed)
+    assert Site.load(site_copy.root) == changed
+
+
+# --- adding and removing identities afterwards -----------------------------------------------
+
+
+def assert_access_files_match(site: Site, identities: list[str]) -> None:
+    """The password file and ACL on disk are those of ``site``, naming exactly ``identities``."""
+    assert_every_hash_verifies_its_own_password(site, identities)
+    assert (site.broker_dir / "acl").read_text() == render_acl(site)
+    assert mode(site.broker_dir / "passwd") == mode(site.broker_dir / "acl") == 0o640
+
+
+def test_add_identity_gives_a_new_user_keys_and_a_broker_account(site_copy: Site) -> None:
+    updated = add_identity(site_copy, "carol", lock=False)
+    assert updated.users == (*USERS, "carol")
+    assert updated.locks == tuple(LOCKS)
+    assert Site.load(site_copy.root) == updated  # site.json lists carol
+    key = updated.private_key_path("carol")
+    assert key == site_copy.root / "users" / "carol" / "user.key"
+    assert oct(mode(key)) == oct(mode(key.parent / "password")) == "0o600"
+    assert oct(mode(key.parent)) == "0o700"
+    assert updated.public_key("carol").public_numbers() == (
+        updated.private_key("carol").public_key().public_numbers()
+    )
+    assert_access_files_match(updated, [*IDENTITIES, "carol"])
+    assert "user carol" in (site_copy.broker_dir / "acl").read_text()
+
+
+def test_add_identity_of_a_lock_lists_it_among_the_locks(site_copy: Site) -> None:
+    updated = add_identity(site_copy, "shed", lock=True)
+    assert updated.locks == (*LOCKS, "shed")
+    assert updated.users == tuple(USERS)
+    assert Site.load(site_copy.root) == updated
+    assert updated.private_key_path("shed") == site_copy.root / "locks" / "shed" / "lock.key"
+    assert updated.public_key_path("shed") == site_copy.root / "public" / "locks" / "shed.pub"
+    assert updated.private_key("shed")  # readable, a real key
+    assert_access_files_match(updated, [*IDENTITIES, "shed"])
+
+
+@pytest.mark.parametrize(
+    ("name", "lock"),
+    [
+        pytest.param("guest_01", False, id="existing-user"),
+        pytest.param("lock_01", False, id="user-named-like-a-lock"),
+        pytest.param("owner", True, id="lock-named-like-a-user"),
+        pytest.param("backend", False, id="reserved-backend"),
+        pytest.param("homeassistant", True, id="reserved-homeassistant"),
+    ],
+)
+def test_add_identity_of_a_taken_name_is_a_config_error_and_changes_nothing(
+    site_copy: Site, name: str, lock: bool
+) -> None:
+    files = [
+        site_copy.root / "site.json",
+        site_copy.broker_dir / "passwd",
+        site_copy.broker_dir / "acl",
+    ]
+    before = [path.read_bytes() for path in files]
+    with pytest.raises(ConfigError, match=f"'{name}' is already taken"):
+        add_identity(site_copy, name, lock=lock)
+    assert [path.read_bytes() for path in files] == before
+
+
+def test_add_identity_with_an_invalid_name_names_it_and_changes_nothing(site_copy: Site) -> None:
+    before = (site_copy.root / "site.json").read_bytes()
+    with pytest.raises(ConfigError, match="invalid user name 'Carol!'"):
+        add_identity(site_copy, "Carol!", lock=False)
+    with pytest.raises(ConfigError, match="invalid lock id 'a/b'"):
+        add_identity(site_copy, "a/b", lock=True)
+    assert (site_copy.root / "site.json").read_bytes() == before
+    assert not (site_copy.root / "users" / "Carol!").exists()
+
+
+def test_remove_identity_deletes_the_users_keys_and_broker_account(site_copy: Site) -> None:
+    user_dir = site_copy.identity_dir("guest_02")
+    public = site_copy.public_key_path("guest_02")
+    updated = remove_identity(site_copy, "guest_02")
+    assert updated.users == ("owner", "resident", "guest_01")
+    assert Site.load(site_copy.root) == updated
+    assert not user_dir.exists()
+    assert not public.exists()
+    remaining = [x for x in IDENTITIES if x != "guest_02"]
+    assert_access_files_match(updated, remaining)
+    assert "guest_02" not in (site_copy.broker_dir / "acl").read_text()
+    assert "guest_02" not in (site_copy.broker_dir / "passwd").read_text()
+    with pytest.raises(ConfigError, match="no lock or user 'guest_02'"):
+        updated.credentials("guest_02")
+
+
+@pytest.mark.parametrize("name", ["nobody", "lock_01", "backend"])
+def test_remove_identity_of_anything_but_a_user_is_a_config_error(
+    site_copy: Site, name: str
+) -> None:
+    before = (site_copy.root / "site.json").read_bytes()
+    with pytest.raises(ConfigError, match=f"no user '{name}'"):
+        remove_identity(site_copy, name)
+    assert (site_copy.root / "site.json").read_bytes() == before
+    assert name == "nobody" or site_copy.identity_dir(name).is_dir()
 
 
 # --- provisioning over an existing directory ---------------------------------------------------
@@ -303,22 +576,26 @@ def test_provisioning_into_a_non_empty_directory_needs_force(fresh_dir: Path) ->
     assert sorted(p.name for p in fresh_dir.iterdir()) == ["notes.txt"]
 
 
-def test_force_replaces_an_existing_site_with_a_new_one(fresh_dir: Path) -> None:
-    first = provision_small(fresh_dir)
-    old_ca = first.ca_cert.read_bytes()
-    old_lock_key = first.private_key_path("lock_01").read_bytes()
-    (fresh_dir / "stale.txt").write_text("left over")
+def test_force_replaces_an_existing_site_with_a_new_one(site_copy: Site) -> None:
+    root = site_copy.root
+    old_ca = site_copy.ca_cert.read_bytes()
+    old_lock_key = site_copy.private_key_path("lock_01").read_bytes()
+    old_audit_key = site_copy.audit_key_path.read_bytes()
+    (root / "stale.txt").write_text("left over")
 
     with pytest.raises(ConfigError, match="--force"):
-        provision_small(fresh_dir, locks=["front_door"])
-    assert first.ca_cert.read_bytes() == old_ca  # refused without touching anything
+        provision_small(root, locks=["front_door"])
+    assert site_copy.ca_cert.read_bytes() == old_ca  # refused without touching anything
 
-    second = provision_small(fresh_dir, force=True, locks=["front_door"])
+    second = provision_small(root, force=True, locks=["front_door"])
     assert second.ca_cert.read_bytes() != old_ca
-    assert not (fresh_dir / "stale.txt").exists()
-    assert not (fresh_dir / "locks" / "lock_01").exists()
+    assert second.audit_key_path.read_bytes() != old_audit_key
+    assert not (root / "stale.txt").exists()
+    assert not (root / "locks" / "lock_01").exists()
+    assert not (root / "users").exists()  # the new site has no users
     assert second.private_key_path("front_door").read_bytes() != old_lock_key
-    assert Site.load(fresh_dir).locks == ("front_door",)
+    loaded = Site.load(root)
+    assert (loaded.locks, loaded.users, loaded.timezone) == (("front_door",), (), "UTC")
 
 
 def test_force_refuses_to_wipe_a_directory_that_holds_no_site(fresh_dir: Path) -> None:
@@ -330,59 +607,66 @@ def test_force_refuses_to_wipe_a_directory_that_holds_no_site(fresh_dir: Path) -
     assert (fresh_dir / "figures").is_dir()
 
 
+def test_an_unknown_time_zone_is_refused_before_anything_is_written(fresh_dir: Path) -> None:
+    root = fresh_dir / "site"
+    with pytest.raises(ConfigError, match=r"unknown time zone 'Mars/Olympus' \(e\.g\."):
+        provision_small(root, timezone="Mars/Olympus")
+    assert not root.exists()
+
+
+def test_force_with_an_unknown_time_zone_keeps_the_existing_site(site_copy: Site) -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        provision_small(site_copy.root, force=True, timezone="Mars/Olympus")
+    assert Site.load(site_copy.root) == site_copy
+
+
 # --- the site specification -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("locks", "guests", "grants", "ttl", "message"),
+    ("spec", "message"),
     [
-        pytest.param(["Lock 1"], [], [], 300, "invalid lock id 'Lock 1'", id="space-upper"),
-        pytest.param([""], [], [], 300, "invalid lock id ''", id="empty"),
-        pytest.param(["a" * 33], [], [], 300, f"invalid lock id '{'a' * 33}'", id="33-chars"),
-        pytest.param(["lock1\n"], [], [], 300, "invalid lock id 'lock1\\n'", id="newline"),
-        pytest.param(["lock_01"], ["Guest!"], [], 300, "invalid guest id 'Guest!'", id="guest"),
-        pytest.param(["door"], ["door"], [], 300, "must all be different", id="lock=guest"),
-        pytest.param(["door", "door"], [], [], 300, "must all be different", id="two-locks"),
-        pytest.param(["backend"], [], [], 300, "reserved: backend", id="reserved-backend"),
-        pytest.param(["lock_01"], ["broker"], [], 300, "reserved: broker", id="reserved-broker"),
-        pytest.param(
-            ["lock_01"], ["g1"], [("nobody", "lock_01")], 300, "unknown guest 'nobody'", id="g?"
-        ),
-        pytest.param(["lock_01"], ["g1"], [("g1", "shed")], 300, "unknown lock 'shed'", id="l?"),
-        pytest.param([], ["g1"], [], 300, "at least one lock", id="no-locks"),
-        pytest.param(["lock_01"], [], [], 0, "1..86400 seconds", id="ttl-0"),
-        pytest.param(["lock_01"], [], [], -5, "1..86400 seconds", id="ttl-negative"),
-        pytest.param(["lock_01"], [], [], MAX_KEY_TTL_S + 1, "1..86400", id="ttl-86401"),
+        pytest.param({"locks": ["Lock 1"]}, "invalid lock id 'Lock 1'", id="space-upper"),
+        pytest.param({"locks": [""]}, "invalid lock id ''", id="empty"),
+        pytest.param({"locks": ["a" * 33]}, f"invalid lock id '{'a' * 33}'", id="33-chars"),
+        pytest.param({"locks": ["lock1\n"]}, "invalid lock id 'lock1\\n'", id="newline"),
+        pytest.param({"users": ["Guest!"]}, "invalid user name 'Guest!'", id="user"),
+        pytest.param({"locks": ["door"], "users": ["door"]}, "must all be different", id="l=u"),
+        pytest.param({"locks": ["door", "door"]}, "must all be different", id="two-locks"),
+        pytest.param({"users": ["ann", "ann"]}, "must all be different", id="two-users"),
+        pytest.param({"locks": ["backend"]}, "reserved: backend", id="reserved-backend"),
+        pytest.param({"users": ["broker"]}, "reserved: broker", id="reserved-broker"),
+        pytest.param({"users": ["radio", "ca"]}, "reserved: ca, radio", id="reserved-dirs"),
+        pytest.param({"users": ["homeassistant"]}, "reserved: homeassistant", id="reserved-ha"),
+        pytest.param({"locks": [], "users": ["g1"]}, "at least one lock", id="no-locks"),
+        pytest.param({"session_ttl_s": 0}, "1..86400 seconds", id="ttl-0"),
+        pytest.param({"session_ttl_s": -5}, "1..86400 seconds", id="ttl-negative"),
+        pytest.param({"session_ttl_s": MAX_KEY_TTL_S + 1}, "1..86400", id="ttl-86401"),
+        pytest.param({"heartbeat_s": 0}, "at least 1 second", id="heartbeat-0"),
     ],
 )
 def test_an_impossible_site_is_refused_before_anything_is_written(
-    fresh_dir: Path,
-    locks: list[str],
-    guests: list[str],
-    grants: list[tuple[str, str]],
-    ttl: int,
-    message: str,
+    fresh_dir: Path, spec: dict[str, Any], message: str
 ) -> None:
     root = fresh_dir / "site"
+    arguments: dict[str, Any] = {"locks": ["lock_01"], "users": [], **spec}
     with pytest.raises(ValueError, match=re.escape(message)):
-        provision_site(
-            root,
-            locks=locks,
-            guests=guests,
-            grants=grants,
-            broker_host="127.0.0.1",
-            broker_port=18883,
-            session_ttl_s=ttl,
-        )
+        provision_site(root, broker_host="127.0.0.1", broker_port=18883, **arguments)
     assert not root.exists()
 
 
+def test_every_reserved_name_is_refused_as_a_user_name() -> None:
+    for name in sorted(RESERVED_IDS):
+        with pytest.raises(ValueError, match=f"reserved: {name}"):
+            validate_site_spec(["lock_01"], [name], 300)
+
+
 def test_longest_id_and_longest_key_lifetime_are_accepted() -> None:
-    validate_site_spec(["a" * 32], ["0-guest_x"], [("0-guest_x", "a" * 32)], MAX_KEY_TTL_S)
-    validate_site_spec(["l"], [], [], 1)
+    validate_site_spec(["a" * 32], ["0-guest_x"], MAX_KEY_TTL_S)
+    validate_site_spec(["l"], [], 1)
 
 
-def test_write_private_syncs_the_file_and_its_directory(monkeypatch) -> None:
+def test_write_private_syncs_the_file_and_its_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
     synced: list[str] = []
     real_fsync = os.fsync
@@ -400,7 +684,9 @@ def test_write_private_syncs_the_file_and_its_directory(monkeypatch) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_write_private_leaves_no_temporary_file_when_it_fails(monkeypatch) -> None:
+def test_write_private_leaves_no_temporary_file_when_it_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     root = Path(tempfile.mkdtemp(prefix="smartlock-test-"))
 
     def failing_replace(src: object, dst: object) -> None:

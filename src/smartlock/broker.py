@@ -19,6 +19,7 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -26,6 +27,7 @@ import subprocess
 from collections import deque
 from pathlib import Path
 
+from smartlock.core import topics
 from smartlock.core.errors import ConfigError
 from smartlock.crypto import CertifiedKey
 from smartlock.site import BACKEND_USER, Site, write_private
@@ -36,23 +38,26 @@ MAX_PACKET_BYTES = 16_384  # our largest message is ~600 bytes; anything near th
 
 
 def topics_for(site: Site) -> dict[str, list[tuple[str, str]]]:
-    """Least-privilege ACL entries, (access, topic) per broker user."""
+    """Least-privilege ACL entries, (access, topic) per broker user (see core/topics.py)."""
     acl: dict[str, list[tuple[str, str]]] = {
         BACKEND_USER: [
-            ("read", "backend/session_requests/+"),
-            ("write", "locks/+/session"),
-            ("read", "locks/+/events"),
-            ("write", "guests/+/session"),
-            ("write", "guests/+/events"),
+            ("read", topics.session_requests("+")),
+            ("read", topics.command_requests("+")),
+            *(("write", topics.lock_topic("+", leaf)) for leaf in topics.LOCK_LEAVES_READ),
+            *(("read", topics.lock_topic("+", leaf)) for leaf in topics.LOCK_LEAVES_WRITE),
+            *(("write", topics.user_topic("+", leaf)) for leaf in topics.USER_LEAVES_READ),
         ]
     }
     for lock_id in site.locks:
-        acl[lock_id] = [("read", f"locks/{lock_id}/session"), ("write", f"locks/{lock_id}/events")]
-    for guest_id in site.guests:
-        acl[guest_id] = [
-            ("write", f"backend/session_requests/{guest_id}"),
-            ("read", f"guests/{guest_id}/session"),
-            ("read", f"guests/{guest_id}/events"),
+        acl[lock_id] = [
+            *(("read", topics.lock_topic(lock_id, leaf)) for leaf in topics.LOCK_LEAVES_READ),
+            *(("write", topics.lock_topic(lock_id, leaf)) for leaf in topics.LOCK_LEAVES_WRITE),
+        ]
+    for user in site.users:
+        acl[user] = [
+            ("write", topics.session_requests(user)),
+            ("write", topics.command_requests(user)),
+            *(("read", topics.user_topic(user, leaf)) for leaf in topics.USER_LEAVES_READ),
         ]
     return acl
 
@@ -189,10 +194,41 @@ def write_broker_files(site: Site, server: CertifiedKey, passwords: dict[str, st
     (d / "data").mkdir(exist_ok=True)
     write_private(d / "broker.key", server.key_pem)
     write_private(d / "broker.crt", server.cert_pem)
-    write_password_file(site, passwords)
-    write_private(d / "acl", render_acl(site).encode())
     write_private(d / "mosquitto.conf", render_config(site).encode())
+    write_access_files(site, passwords)
+
+
+def write_access_files(site: Site, passwords: dict[str, str]) -> None:
+    """The password file and the ACL: rewritten whenever a user or a lock is added or removed."""
+    write_password_file(site, passwords)
+    write_private(site.broker_dir / "acl", render_acl(site).encode())
     grant_broker_access(site)
+
+
+def pid_file(site: Site) -> Path:
+    return site.broker_dir / "mosquitto.pid"
+
+
+def reload_broker(site: Site) -> bool:
+    """Make the site's running Mosquitto re-read its password file and ACL (SIGHUP).
+
+    Connected clients stay connected.  Returns False when no broker of this site is running (it
+    reads the new files when it starts).
+    """
+    try:
+        pid = int(pid_file(site).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return False
+    conf = str(site.broker_dir / "mosquitto.conf").encode()
+    is_mosquitto = Path(cmdline[0].decode(errors="replace")).name == "mosquitto"
+    if not is_mosquitto or conf not in cmdline:  # a stale pid file: not our broker
+        return False
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def grant_broker_access(site: Site) -> None:
@@ -275,6 +311,7 @@ class BrokerProcess:
         )
         self._pump = asyncio.create_task(self._read_log(), name="broker-log")
         await self._wait_ready()
+        write_private(pid_file(self.site), f"{self.process.pid}\n".encode(), mode=0o644)
 
     async def _read_log(self) -> None:
         assert self.process and self.process.stderr
@@ -326,6 +363,7 @@ class BrokerProcess:
         raise ConfigError(f"mosquitto exited with code {self.process.returncode}:\n{tail}")
 
     async def stop(self) -> None:
+        pid_file(self.site).unlink(missing_ok=True)
         if self.process and self.process.returncode is None:
             self.process.terminate()
             try:

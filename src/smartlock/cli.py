@@ -7,14 +7,21 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from smartlock.cli_common import (
+    DEFAULT_SITE,
+    DbOption,
+    SiteOption,
+    VerboseOption,
+    fail,
+    load_site,
+    run,
+    setup_logging,
+)
 from smartlock.core.errors import SmartlockError
 from smartlock.core.issuance import DEFAULT_KEY_TTL_S
 from smartlock.core.messages import Action
@@ -27,82 +34,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 guest_app = typer.Typer(
-    help="The guest's app: get a session key and open a lock over BLE.", no_args_is_help=True
+    help="The app of guests, residents and owners: get a session key and open a lock over BLE.",
+    no_args_is_help=True,
 )
 app.add_typer(guest_app, name="guest")
-
-SiteOption = Annotated[
-    Path,
-    typer.Option(
-        "--site",
-        envvar="SMARTLOCK_SITE",
-        help="The site directory made by 'smartlock init'.",
-        show_default=True,
-    ),
-]
-DEFAULT_SITE = Path("site")
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Also log debug details.")]
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    if not verbose:  # the libraries' chatter is not the user's business
-        for noisy in ("bumble", "smartlock.mqtt.paho", "asyncio"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a service until it ends or SIGINT/SIGTERM; a SmartlockError becomes a clear message."""
-
-    async def main() -> Any:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
-        return await coro
-
-    try:
-        return asyncio.run(main())
-    except asyncio.CancelledError:
-        logging.getLogger("smartlock").info("Stopped")
-        raise typer.Exit(0) from None
-    except (SmartlockError, BaseExceptionGroup) as exc:
-        error = _first_smartlock_error(exc)
-        if error is None:
-            raise
-        raise fail(str(error)) from None
-
-
-def _first_smartlock_error(exc: BaseException) -> SmartlockError | None:
-    """The user-facing error inside ``exc`` (TaskGroups wrap errors in exception groups)."""
-    if isinstance(exc, SmartlockError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_smartlock_error(inner)
-            if found is not None:
-                return found
-    return None
-
-
-def load_site(path: Path) -> Any:
-    from smartlock.site import Site
-
-    try:
-        return Site.load(path)
-    except SmartlockError as exc:
-        raise fail(str(exc)) from None
+lock_app = typer.Typer(
+    help="Run a lock agent ('lock run --id ID'), or manage the site's locks.",
+    no_args_is_help=True,
+)
+app.add_typer(lock_app, name="lock")
 
 
 @app.command()
@@ -113,16 +53,24 @@ def init(
     lock: Annotated[
         list[str] | None, typer.Option("--lock", help="A lock id (repeatable).")
     ] = None,
+    owner: Annotated[
+        list[str] | None, typer.Option("--owner", help="An owner's user name (repeatable).")
+    ] = None,
+    resident: Annotated[
+        list[str] | None, typer.Option("--resident", help="A resident (repeatable).")
+    ] = None,
     guest: Annotated[
-        list[str] | None, typer.Option("--guest", help="A guest id (repeatable).")
+        list[str] | None, typer.Option("--guest", help="A guest (repeatable).")
     ] = None,
     grant: Annotated[
         list[str] | None,
         typer.Option(
-            "--grant",
-            help="GUEST:LOCK pair allowed to get keys (repeatable; default: all on all).",
+            "--pass",
+            help="GUEST:LOCK pass to create (repeatable; default: every guest on every lock), "
+            "valid from now for --pass-days days.",
         ),
     ] = None,
+    pass_days: Annotated[int, typer.Option(help="How long the initial passes last.")] = 30,
     host: Annotated[
         str, typer.Option(help="Host name or IP the broker listens on and is verified as.")
     ] = "127.0.0.1",
@@ -130,42 +78,80 @@ def init(
     key_ttl: Annotated[
         int, typer.Option(help="Session key lifetime in seconds.")
     ] = DEFAULT_KEY_TTL_S,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between a lock's heartbeats (offline after two missed).")
+    ] = 60,
+    timezone: Annotated[
+        str, typer.Option(help="Time zone of the passes' weekly hours, e.g. Europe/Paris.")
+    ] = "UTC",
+    max_failures: Annotated[
+        int,
+        typer.Option(help="Failed attempts tolerated within --failure-window; one more locks out."),
+    ] = 3,
+    failure_window: Annotated[
+        int, typer.Option(help="Seconds over which failed attempts are counted.")
+    ] = 300,
+    lockout: Annotated[int, typer.Option(help="Seconds a lockout lasts.")] = 300,
+    db: DbOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing site in SITE_DIR.")
     ] = False,
 ) -> None:
-    """Provision a site: CA and broker certificate, RSA key pairs, hashed broker passwords, ACL."""
+    """Provision a site: CA and broker certificate, key pairs, broker accounts and the store.
+
+    Every lock and user gets a key pair and a hashed broker password, the ACL gives each only
+    its own topics, and the store gets the users (owner / resident / guest), locks and passes."""
+    from smartlock.admin import create_site, with_settings
     from smartlock.broker import free_port
-    from smartlock.site import provision_site
 
     locks = lock or ["lock_01"]
-    guests = guest or ["guest_01"]
-    pairs: list[tuple[str, str]] = []
-    for item in grant or [f"{g}:{lk}" for g in guests for lk in locks]:
-        guest_id, sep, lock_id = item.partition(":")
-        if not sep:
-            raise fail(f"--grant {item!r}: expected GUEST:LOCK")
-        pairs.append((guest_id, lock_id))
+    owners = owner or ["owner"]
+    guests = guest if guest is not None else ["guest_01"]
+    pairs: list[tuple[str, str]] | None = None
+    if grant is not None:
+        pairs = []
+        for item in grant:
+            guest_id, sep, lock_id = item.partition(":")
+            if not sep:
+                raise fail(f"--pass {item!r}: expected GUEST:LOCK")
+            pairs.append((guest_id, lock_id))
     if not 0 <= port <= 65535:
         raise fail("--port must be 0..65535")
+    if max_failures < 1 or failure_window < 1 or lockout < 1:
+        raise fail("--max-failures, --failure-window and --lockout must be at least 1")
     try:
-        site = provision_site(
+        site = create_site(
             site_dir,
             locks=locks,
+            owners=owners,
+            residents=resident or [],
             guests=guests,
-            grants=pairs,
+            passes=pairs,
+            pass_days=pass_days,
+            db=db,
             broker_host=host,
             broker_port=port or free_port(host),
             session_ttl_s=key_ttl,
+            heartbeat_s=heartbeat,
+            timezone=timezone,
             force=force,
+        )
+        site = with_settings(
+            site, max_failures=max_failures, failure_window_s=failure_window, lockout_s=lockout
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"Site created in {site.root}")
-    typer.echo(f"  broker   {site.broker_host}:{site.broker_port} (TLS, CA {site.ca_cert})")
-    typer.echo(f"  locks    {', '.join(site.locks)}")
-    typer.echo(f"  guests   {', '.join(site.guests)}")
-    typer.echo(f"  grants   {', '.join(f'{g}->{lk}' for g, lk in site.grants) or 'none'}")
+    typer.echo(f"  broker     {site.broker_host}:{site.broker_port} (TLS, CA {site.ca_cert})")
+    typer.echo(f"  store      {site.database_url().split('://')[0]}")
+    typer.echo(f"  locks      {', '.join(site.locks)}")
+    typer.echo(f"  owners     {', '.join(owners)}")
+    typer.echo(f"  residents  {', '.join(resident or []) or 'none'}")
+    typer.echo(f"  guests     {', '.join(guests) or 'none'}")
+    typer.echo(
+        f"  intrusion  more than {max_failures} failures in {failure_window} s: "
+        f"lockout for {lockout} s"
+    )
     typer.echo(f"Next: smartlock broker --site {site.root}")
 
 
@@ -205,7 +191,7 @@ def radio_hub(
 
     setup_logging(verbose)
     loaded = load_site(site)
-    names = [*loaded.locks, *loaded.guests]
+    names = [*loaded.locks, *loaded.users]
     try:
         names += [check_identifier(x, "controller name") for x in extra or []]
     except ValueError as exc:
@@ -227,20 +213,27 @@ def radio_hub(
 
 
 @app.command()
-def backend(site: SiteOption = DEFAULT_SITE, verbose: VerboseOption = False) -> None:
-    """Run the backend: issue session keys to granted guests and relay the locks' events."""
+def backend(
+    site: SiteOption = DEFAULT_SITE, db: DbOption = None, verbose: VerboseOption = False
+) -> None:
+    """Run the backend: it decides key requests and remote commands and keeps the audit log.
+
+    Every decision comes from the store; it also watches the locks' heartbeats and alerts owners
+    and residents."""
+    from smartlock.admin import open_store
     from smartlock.services.backend import Backend
 
     setup_logging(verbose)
     loaded = load_site(site)
 
     async def serve() -> None:
-        await Backend(loaded).run()
+        with open_store(loaded, db) as store:
+            await Backend(loaded, store=store).run()
 
     run(serve())
 
 
-@app.command("lock")
+@lock_app.command("run")
 def lock_command(
     lock_id: Annotated[str, typer.Option("--id", help="Which lock of the site this is.")],
     site: SiteOption = DEFAULT_SITE,
@@ -312,11 +305,11 @@ def _open(
     setup_logging()
     loaded = load_site(site)
     if guest_id is None:
-        if len(loaded.guests) != 1:
+        if len(loaded.users) != 1:
             raise fail(
-                f"this site has several guests ({', '.join(loaded.guests)}): pick one with --id"
+                f"this site has several users ({', '.join(loaded.users)}): pick one with --id"
             )
-        guest_id = loaded.guests[0]
+        guest_id = loaded.users[0]
     try:
         guest = GuestApp(loaded, guest_id, radio=radio)
     except SmartlockError as exc:
@@ -345,7 +338,7 @@ def _open(
 
 GuestIdOption = Annotated[
     str | None,
-    typer.Option("--id", help="Which guest of the site you are (default: the only one)."),
+    typer.Option("--id", help="Which user of the site you are (default: the only one)."),
 ]
 RadioOption = Annotated[
     str | None, typer.Option(help="BLE transport (default: the site's virtual radio hub).")
@@ -401,6 +394,11 @@ def demo(
     setup_logging(verbose)
     code = run(run_demo(once=once, keep=keep, verbose=verbose))
     raise typer.Exit(code)
+
+
+from smartlock import cli_admin  # noqa: E402 -- registers the management commands on ``app``
+
+cli_admin.register(app, lock_app)
 
 
 def main() -> None:

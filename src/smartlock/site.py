@@ -3,16 +3,18 @@
 ``smartlock init SITE_DIR`` provisions it (:func:`provision_site`); every other command reads it
 (:meth:`Site.load`).  Layout::
 
-    site.json                 what the site is: broker address, locks, guests, grants, key lifetime
+    site.json                 what the site is: broker address, locks, users, key lifetime, ...
     ca.crt                    the site CA (public): clients pin it to verify the broker
     ca/ca.key                 the CA's private key (0600)
-    public/                   public keys: backend.pub, locks/<id>.pub, guests/<id>.pub
-    backend/                  backend.key (0600), password (0600)
+    public/                   public keys: backend.pub, locks/<id>.pub, users/<id>.pub
+    backend/                  backend.key, password, audit.key, command.key (0600), store.db
     locks/<id>/               lock.key, password, state.json (the lock's durable state)
-    guests/<id>/              guest.key, password
+    users/<id>/               user.key, password (owners, residents and guests alike)
     broker/                   mosquitto.conf, passwd (hashed), acl, broker.crt/.key, data/
     radio/                    the virtual radio hub's HCI sockets
 
+Who a user *is* (owner, resident, guest) and what they may do lives in the backend's store
+(:mod:`smartlock.adapters.store`); the site holds only the key material and broker accounts.
 In a real deployment each component's directory lives on its own device; one tree keeps the
 demo and the tests simple.  Private keys and passwords are 0600; the files Mosquitto reads after
 it drops privileges are 0640 to its group (see :mod:`smartlock.broker`).
@@ -20,11 +22,13 @@ it drops privileges are 0640 to its group (see :mod:`smartlock.broker`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import secrets
 import shutil
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +41,11 @@ from smartlock.core.wire import check_identifier
 
 KeyT = TypeVar("KeyT")
 SITE_FILE = "site.json"
-SITE_VERSION = 1
+SITE_VERSION = 2
+DEFAULT_HEARTBEAT_S = 60
+DEFAULT_COMMAND_WINDOW_S = 30
 BACKEND_USER = "backend"
-RESERVED_IDS = frozenset({BACKEND_USER, "broker", "radio", "public", "ca"})
+RESERVED_IDS = frozenset({BACKEND_USER, "broker", "radio", "public", "ca", "homeassistant"})
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,15 @@ class Site:
     broker_host: str
     broker_port: int
     locks: tuple[str, ...]
-    guests: tuple[str, ...]
-    grants: tuple[tuple[str, str], ...]  # (guest, lock)
+    users: tuple[str, ...]  # everyone with a broker account and a key pair but locks and backend
     session_ttl_s: int = DEFAULT_KEY_TTL_S
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    command_window_s: int = DEFAULT_COMMAND_WINDOW_S  # a remote command older/newer is refused
+    timezone: str = "UTC"  # weekly hours of passes are read in this zone
+    store_url: str | None = None  # None: SQLite in backend/store.db
+    max_failures: int = 3  # more failed attempts than this within failure_window_s: lockout
+    failure_window_s: int = 300
+    lockout_s: int = 300
 
     # --- paths -----------------------------------------------------------------------------
 
@@ -78,25 +90,51 @@ class Site:
             return self.root / "backend"
         if identity in self.locks:
             return self.root / "locks" / identity
-        if identity in self.guests:
-            return self.root / "guests" / identity
-        raise ConfigError(f"no lock or guest {identity!r} in site {self.root}")
+        if identity in self.users:
+            return self.root / "users" / identity
+        raise ConfigError(f"no lock or user {identity!r} in site {self.root}")
 
     def private_key_path(self, identity: str) -> Path:
-        role = (
-            "backend" if identity == BACKEND_USER else "lock" if identity in self.locks else "guest"
+        kind = (
+            "backend" if identity == BACKEND_USER else "lock" if identity in self.locks else "user"
         )
-        return self.identity_dir(identity) / f"{role}.key"
+        return self.identity_dir(identity) / f"{kind}.key"
 
     def public_key_path(self, identity: str) -> Path:
         if identity == BACKEND_USER:
             return self.root / "public" / "backend.pub"
-        kind = "locks" if identity in self.locks else "guests"
+        kind = "locks" if identity in self.locks else "users"
         self.identity_dir(identity)  # raises for unknown ids
         return self.root / "public" / kind / f"{identity}.pub"
 
     def radio_socket(self, identity: str) -> Path:
         return self.radio_dir / f"{identity}.sock"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.root / "backend" / "audit.key"
+
+    @property
+    def command_master_key_path(self) -> Path:
+        return self.root / "backend" / "command.key"
+
+    def database_url(self, override: str | None = None) -> str:
+        """``override`` (``--db``), else site.json's ``store_url``, else SQLite in backend/."""
+        return override or self.store_url or f"sqlite:///{self.root / 'backend' / 'store.db'}"
+
+    def secret(self, path: Path) -> bytes:
+        """A 32-byte secret file of the backend (audit chain key, command master key)."""
+        data = _read_bytes(path)
+        if len(data) != 32:
+            raise ConfigError(f"{path} is damaged: expected 32 bytes")
+        return data
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        try:
+            return zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"unknown time zone {self.timezone!r} (e.g. Europe/Paris)") from None
 
     def virtual_radio(self, identity: str) -> str:
         """The transport string of ``identity``'s controller on the site's virtual radio hub."""
@@ -127,20 +165,37 @@ class Site:
             if not isinstance(data, dict):
                 raise TypeError("not a JSON object")
             if data.get("version") != SITE_VERSION:
-                raise ConfigError(f"{path}: unsupported site version {data.get('version')!r}")
+                raise ConfigError(
+                    f"{path}: unsupported site version {data.get('version')!r} (this smartlock "
+                    f"reads version {SITE_VERSION}; create the site again with 'smartlock init')"
+                )
             site = cls(
                 root=root,
                 name=str(data["name"]),
                 broker_host=str(data["broker"]["host"]),
                 broker_port=int(data["broker"]["port"]),
                 locks=tuple(check_identifier(x, "lock id") for x in data["locks"]),
-                guests=tuple(check_identifier(x, "guest id") for x in data["guests"]),
-                grants=tuple((str(g), str(lk)) for g, lk in data["grants"]),
+                users=tuple(check_identifier(x, "user name") for x in data["users"]),
                 session_ttl_s=int(data.get("session_ttl_s", DEFAULT_KEY_TTL_S)),
+                heartbeat_s=int(data.get("heartbeat_s", DEFAULT_HEARTBEAT_S)),
+                command_window_s=int(data.get("command_window_s", DEFAULT_COMMAND_WINDOW_S)),
+                timezone=str(data.get("timezone", "UTC")),
+                store_url=None if data.get("store_url") is None else str(data["store_url"]),
+                max_failures=int(data.get("max_failures", 3)),
+                failure_window_s=int(data.get("failure_window_s", 300)),
+                lockout_s=int(data.get("lockout_s", 300)),
             )
-            validate_site_spec(
-                list(site.locks), list(site.guests), list(site.grants), site.session_ttl_s
-            )
+            validate_site_spec(list(site.locks), list(site.users), site.session_ttl_s)
+            site.zone  # noqa: B018 -- raises for an unknown time zone
+            for name, value, low in (
+                ("heartbeat_s", site.heartbeat_s, 1),
+                ("command_window_s", site.command_window_s, 1),
+                ("max_failures", site.max_failures, 1),
+                ("failure_window_s", site.failure_window_s, 1),
+                ("lockout_s", site.lockout_s, 1),
+            ):
+                if not low <= value <= 86_400:
+                    raise ValueError(f"{name} must be {low}..86400, not {value}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
         return site
@@ -152,9 +207,15 @@ class Site:
                 "name": self.name,
                 "broker": {"host": self.broker_host, "port": self.broker_port},
                 "locks": list(self.locks),
-                "guests": list(self.guests),
-                "grants": [list(g) for g in self.grants],
+                "users": list(self.users),
                 "session_ttl_s": self.session_ttl_s,
+                "heartbeat_s": self.heartbeat_s,
+                "command_window_s": self.command_window_s,
+                "timezone": self.timezone,
+                "store_url": self.store_url,
+                "max_failures": self.max_failures,
+                "failure_window_s": self.failure_window_s,
+                "lockout_s": self.lockout_s,
             },
             indent=2,
         )
@@ -216,44 +277,115 @@ def write_public(path: Path, data: bytes) -> None:
     path.chmod(0o644)
 
 
-def validate_site_spec(
-    locks: list[str], guests: list[str], grants: list[tuple[str, str]], session_ttl_s: int
-) -> None:
+def validate_site_spec(locks: list[str], users: list[str], session_ttl_s: int) -> None:
     """Raise ValueError with a user-facing message for a site that cannot be provisioned."""
     if not locks:
         raise ValueError("a site needs at least one lock")
     ids = [check_identifier(x, "lock id") for x in locks] + [
-        check_identifier(x, "guest id") for x in guests
+        check_identifier(x, "user name") for x in users
     ]
     if len(set(ids)) != len(ids):
-        raise ValueError("lock and guest ids must all be different")
+        raise ValueError("lock ids and user names must all be different")
     if RESERVED_IDS & set(ids):
         raise ValueError(f"these names are reserved: {', '.join(sorted(RESERVED_IDS & set(ids)))}")
-    for guest, lock in grants:
-        if guest not in guests:
-            raise ValueError(f"grant names unknown guest {guest!r}")
-        if lock not in locks:
-            raise ValueError(f"grant names unknown lock {lock!r}")
     if not 0 < session_ttl_s <= MAX_KEY_TTL_S:
         raise ValueError(f"session key lifetime must be 1..{MAX_KEY_TTL_S} seconds")
+
+
+def _make_identity(site: Site, identity: str) -> str:
+    """Key pair and broker password for ``identity`` (already listed in ``site``)."""
+    key = crypto.generate_private_key()
+    identity_dir = site.identity_dir(identity)
+    identity_dir.mkdir(parents=True, exist_ok=True)
+    identity_dir.chmod(0o700)
+    write_private(site.private_key_path(identity), crypto.private_key_to_pem(key))
+    write_public(site.public_key_path(identity), crypto.public_key_to_pem(key.public_key()))
+    password = secrets.token_urlsafe(32)
+    write_private(identity_dir / "password", password.encode() + b"\n")
+    return password
+
+
+def _all_passwords(site: Site) -> dict[str, str]:
+    return {
+        identity: site.credentials(identity).password
+        for identity in (BACKEND_USER, *site.locks, *site.users)
+    }
+
+
+def save_site(site: Site) -> None:
+    """Write site.json (atomically); for settings changed after provisioning."""
+    write_private(site.root / SITE_FILE, site.to_json().encode() + b"\n", mode=0o644)
+
+
+def add_identity(site: Site, identity: str, *, lock: bool) -> Site:
+    """Give a new lock or user its key pair and broker account; returns the updated site.
+
+    The broker's password file and ACL are rewritten; a running broker picks them up with
+    :func:`smartlock.broker.reload_broker` (no restart, no lost sessions).
+    """
+    from smartlock import broker
+
+    what = "lock id" if lock else "user name"
+    try:
+        check_identifier(identity, what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if identity in (*site.locks, *site.users) or identity in RESERVED_IDS:
+        raise ConfigError(f"{identity!r} is already taken in site {site.root}")
+    updated = dataclasses.replace(
+        site,
+        locks=(*site.locks, identity) if lock else site.locks,
+        users=site.users if lock else (*site.users, identity),
+    )
+    _make_identity(updated, identity)
+    broker.write_access_files(updated, _all_passwords(updated))
+    save_site(updated)
+    return updated
+
+
+def remove_identity(site: Site, identity: str) -> Site:
+    """Delete a user's key pair and broker account; returns the updated site."""
+    from smartlock import broker
+
+    if identity not in site.users:
+        raise ConfigError(f"no user {identity!r} in site {site.root}")
+    identity_dir = site.identity_dir(identity)
+    public = site.public_key_path(identity)
+    updated = dataclasses.replace(site, users=tuple(u for u in site.users if u != identity))
+    broker.write_access_files(updated, _all_passwords(updated))
+    save_site(updated)
+    shutil.rmtree(identity_dir, ignore_errors=True)
+    public.unlink(missing_ok=True)
+    return updated
 
 
 def provision_site(
     root: Path,
     *,
     locks: list[str],
-    guests: list[str],
-    grants: list[tuple[str, str]],
+    users: list[str],
     broker_host: str,
     broker_port: int,
     session_ttl_s: int = DEFAULT_KEY_TTL_S,
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+    timezone: str = "UTC",
+    store_url: str | None = None,
     force: bool = False,
     now: dt.datetime | None = None,
 ) -> Site:
-    """Create a complete site in ``root`` (keys, certificates, credentials, broker config)."""
+    """Create a complete site in ``root`` (keys, certificates, credentials, broker config).
+
+    Roles and passes are not here: they go into the store (``smartlock init`` does both).
+    """
     from smartlock import broker  # the broker module renders from a Site; import late
 
-    validate_site_spec(locks, guests, grants, session_ttl_s)
+    validate_site_spec(locks, users, session_ttl_s)
+    if heartbeat_s < 1:
+        raise ValueError("the heartbeat interval must be at least 1 second")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {timezone!r} (e.g. Europe/Paris)") from None
     root = root.resolve()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{root} exists and is not a directory")
@@ -276,29 +408,27 @@ def provision_site(
         broker_host=broker_host,
         broker_port=broker_port,
         locks=tuple(locks),
-        guests=tuple(guests),
-        grants=tuple(grants),
+        users=tuple(users),
         session_ttl_s=session_ttl_s,
+        heartbeat_s=heartbeat_s,
+        timezone=timezone,
+        store_url=store_url,
     )
+    site.zone  # noqa: B018 -- raises for an unknown time zone
 
     ca = crypto.make_certificate_authority(site.name, now=now)
     write_private(root / "ca" / "ca.key", ca.key_pem)
     (root / "ca").chmod(0o700)
     write_public(site.ca_cert, ca.cert_pem)
 
-    passwords: dict[str, str] = {}
-    for identity in (BACKEND_USER, *locks, *guests):
-        key = crypto.generate_private_key()
-        identity_dir = site.identity_dir(identity)
-        identity_dir.mkdir(parents=True, exist_ok=True)
-        identity_dir.chmod(0o700)
-        write_private(site.private_key_path(identity), crypto.private_key_to_pem(key))
-        write_public(site.public_key_path(identity), crypto.public_key_to_pem(key.public_key()))
-        passwords[identity] = secrets.token_urlsafe(32)
-        write_private(identity_dir / "password", passwords[identity].encode() + b"\n")
+    passwords = {
+        identity: _make_identity(site, identity) for identity in (BACKEND_USER, *locks, *users)
+    }
+    write_private(site.audit_key_path, crypto.random_bytes(32))
+    write_private(site.command_master_key_path, crypto.random_bytes(32))
 
     hostnames = list(dict.fromkeys([broker_host, "localhost", "127.0.0.1"]))
     server = crypto.make_server_certificate(ca, hostnames, now=now)
     broker.write_broker_files(site, server, passwords)
-    write_private(root / SITE_FILE, site.to_json().encode() + b"\n", mode=0o644)
+    save_site(site)
     return site

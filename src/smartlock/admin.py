@@ -1,0 +1,267 @@
+"""What an owner manages -- users, locks, passes -- in the store *and* the site, kept in step.
+
+A user or lock has two halves: who they are and may do (the store: role, passes) and their key
+pair and broker account (the site directory, the broker's password file and ACL).  Each
+operation here changes the store first, then the site, then makes a running broker reload its
+files (SIGHUP: no restart, no dropped session).  The CLI, the demo and the tests all go
+through these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from smartlock import broker
+from smartlock.adapters.store import Store
+from smartlock.adapters.store.records import AuditRecord, LockRecord, PassRecord, UserRecord
+from smartlock.core.errors import ConfigError
+from smartlock.core.issuance import DEFAULT_KEY_TTL_S
+from smartlock.core.passes import WeeklyHours
+from smartlock.core.roles import Role
+from smartlock.core.wire import check_identifier
+from smartlock.site import (
+    DEFAULT_HEARTBEAT_S,
+    RESERVED_IDS,
+    Site,
+    add_identity,
+    provision_site,
+    remove_identity,
+)
+
+DEFAULT_PASS_DAYS = 30
+MAX_PASS_USES = 0xFFFF  # a key carries the use limit in 16 bits
+
+
+@contextmanager
+def open_store(site: Site, db: str | None = None) -> Iterator[Store]:
+    """The site's store (``db`` overrides the URL in site.json), migrated to the newest schema."""
+    store = Store.open(site.database_url(db), audit_key=site.secret(site.audit_key_path))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def create_site(
+    root: Path,
+    *,
+    locks: list[str],
+    owners: list[str],
+    residents: Sequence[str] = (),
+    guests: Sequence[str] = (),
+    passes: list[tuple[str, str]] | None = None,
+    pass_days: int = DEFAULT_PASS_DAYS,
+    db: str | None = None,
+    now: int | None = None,
+    broker_host: str = "127.0.0.1",
+    broker_port: int,
+    session_ttl_s: int = DEFAULT_KEY_TTL_S,
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+    timezone: str = "UTC",
+    force: bool = False,
+) -> Site:
+    """Provision a site and its store: users with their roles, locks, and guest passes.
+
+    ``passes`` are (guest, lock) pairs, valid from now for ``pass_days`` days, unlimited uses;
+    by default every guest gets one on every lock.
+    """
+    now = _now() if now is None else now
+    users = [*owners, *residents, *guests]
+    if not owners:
+        raise ConfigError("a site needs an owner (--owner)")
+    if not 1 <= pass_days <= 3660:
+        raise ConfigError("passes last 1..3660 days")
+    pairs = passes if passes is not None else [(g, lk) for g in guests for lk in locks]
+    for guest, lock_id in pairs:  # checked before anything is written
+        if guest not in guests:
+            raise ConfigError(f"pass for {guest!r}, who is not one of the guests (--guest)")
+        if lock_id not in locks:
+            raise ConfigError(f"pass on {lock_id!r}, which is not one of the locks (--lock)")
+    site = provision_site(
+        root,
+        locks=locks,
+        users=users,
+        store_url=db,
+        broker_host=broker_host,
+        broker_port=broker_port,
+        session_ttl_s=session_ttl_s,
+        heartbeat_s=heartbeat_s,
+        timezone=timezone,
+        force=force,
+    )
+    with open_store(site) as store:
+        for lock_id in locks:
+            store.add_lock(lock_id, now=now)
+        for role, names in ((Role.OWNER, owners), (Role.RESIDENT, residents), (Role.GUEST, guests)):
+            for name in names:
+                store.add_user(name, role, now=now)
+        for guest, lock_id in pairs:
+            store.grant_pass(
+                guest,
+                lock_id,
+                valid_from=now,
+                valid_until=now + pass_days * 86400,
+                max_uses=None,
+                weekly_hours=None,
+                now=now,
+            )
+    return site
+
+
+def _check_new_identity(site: Site, name: str, what: str) -> None:
+    """Refuse a name the site cannot take, before anything is written anywhere."""
+    try:
+        check_identifier(name, what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if name in RESERVED_IDS:
+        raise ConfigError(f"{name!r} is a reserved name")
+    taken = site.locks if what == "user name" else site.users
+    if name in taken:
+        kind = "lock" if what == "user name" else "user"
+        raise ConfigError(f"{name!r} is already a {kind} of this site")
+
+
+def _audit_admin(store: Store, who: str, lock_id: str, action: str, detail: str) -> None:
+    """Management actions go to the audit log too: who was added, which pass revoked, ..."""
+    store.append_audit(
+        AuditRecord(
+            at_ms=int(time.time() * 1000),
+            who=who,
+            role="",
+            lock_id=lock_id,
+            channel="admin",
+            action=action,
+            result="info",
+            reason=detail,
+        )
+    )
+
+
+def add_user(
+    site: Site, name: str, role: Role, *, db: str | None = None
+) -> tuple[Site, UserRecord, bool]:
+    """Add ``name`` with ``role``: store, key pair, broker account.  Returns whether a running
+    broker reloaded."""
+    _check_new_identity(site, name, "user name")
+    with open_store(site, db) as store:
+        record = store.add_user(name, role, now=_now())
+        if name not in site.users:
+            site = add_identity(site, name, lock=False)
+        _audit_admin(store, name, "", "user_add", role.value)
+    return site, record, broker.reload_broker(site)
+
+
+def remove_user(site: Site, name: str, *, db: str | None = None) -> tuple[Site, list[int], bool]:
+    """Remove ``name``: their passes are revoked (locks learn it), their account deleted.
+
+    The last owner cannot be removed: nobody could manage the site any more.
+    """
+    with open_store(site, db) as store:
+        user = store.get_user(name)
+        owners = [u for u in store.list_users() if u.role is Role.OWNER]
+        if user is not None and user.active and user.role is Role.OWNER and len(owners) == 1:
+            raise ConfigError(f"{name} is the site's last owner; add another owner first")
+        revoked = store.remove_user(name, now=_now())
+        _audit_admin(store, name, "", "user_remove", f"passes revoked: {len(revoked)}")
+    if name in site.users:
+        site = remove_identity(site, name)
+    return site, revoked, broker.reload_broker(site)
+
+
+def add_lock(site: Site, lock_id: str, *, db: str | None = None) -> tuple[Site, LockRecord, bool]:
+    _check_new_identity(site, lock_id, "lock id")
+    with open_store(site, db) as store:
+        record = store.add_lock(lock_id, now=_now())
+        if lock_id not in site.locks:
+            site = add_identity(site, lock_id, lock=True)
+        _audit_admin(store, "", lock_id, "lock_add", "")
+    return site, record, broker.reload_broker(site)
+
+
+def reset_lock(site: Site, lock_id: str, *, db: str | None = None) -> LockRecord:
+    """A new command key epoch for ``lock_id`` (the backend hands the lock its new key)."""
+    with open_store(site, db) as store:
+        record = store.reset_lock(lock_id)
+        _audit_admin(store, "", lock_id, "lock_reset", f"command key epoch {record.command_epoch}")
+        return record
+
+
+def parse_when(text: str, zone: dt.tzinfo, *, now: int) -> int:
+    """``now``, ``+2h`` / ``+30m`` / ``+7d``, or an ISO date-time (site time zone if naive)."""
+    text = text.strip()
+    if text == "now":
+        return now
+    if text.startswith("+") and text[-1:] in ("m", "h", "d") and text[1:-1].isdigit():
+        unit = {"m": 60, "h": 3600, "d": 86400}[text[-1]]
+        return now + int(text[1:-1]) * unit
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"cannot read the time {text!r}: use 'now', '+2h', '+30m', '+7d' or '2026-12-24T18:00'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return int(moment.timestamp())
+
+
+def grant_pass(
+    site: Site,
+    guest: str,
+    lock_id: str,
+    *,
+    valid_from: str = "now",
+    valid_until: str = f"+{DEFAULT_PASS_DAYS}d",
+    max_uses: int | None = None,
+    weekly_hours: str | None = None,
+    db: str | None = None,
+) -> PassRecord:
+    now = _now()
+    start = parse_when(valid_from, site.zone, now=now)
+    end = parse_when(valid_until, site.zone, now=now)
+    hours = None
+    if weekly_hours is not None:
+        try:
+            hours = str(WeeklyHours.parse(weekly_hours))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if max_uses is not None and not 1 <= max_uses <= MAX_PASS_USES:
+        raise ConfigError(f"--uses must be 1..{MAX_PASS_USES}")
+    with open_store(site, db) as store:
+        record = store.grant_pass(
+            guest,
+            lock_id,
+            valid_from=start,
+            valid_until=end,
+            max_uses=max_uses,
+            weekly_hours=hours,
+            now=now,
+        )
+        _audit_admin(store, guest, lock_id, "pass_grant", f"pass {record.pass_id}")
+        return record
+
+
+def revoke_pass(site: Site, pass_id: int, *, db: str | None = None) -> PassRecord:
+    with open_store(site, db) as store:
+        record = store.revoke_pass(pass_id, now=_now())
+        _audit_admin(store, record.guest, record.lock_id, "pass_revoke", f"pass {pass_id}")
+        return record
+
+
+def with_settings(site: Site, **changes: object) -> Site:
+    """The site with some settings changed (heartbeat, lockout, ...), saved to site.json."""
+    from smartlock.site import save_site
+
+    updated = dataclasses.replace(site, **changes)  # type: ignore[arg-type]
+    save_site(updated)
+    return updated
