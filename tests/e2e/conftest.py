@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -17,9 +21,10 @@ import pytest_asyncio
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.processes import Child
 from smartlock.adapters.radio import AdvertisingReport, open_radio
+from smartlock.admin import create_site, with_settings
 from smartlock.broker import free_port
 from smartlock.core.token import token_payload
-from smartlock.site import Site, provision_site
+from smartlock.site import Site
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,7 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SNIFFER = "sniffer"
 LOCKS = ["lock_01", "lock_02"]
 GUESTS = ["guest_01", "guest_02", "guest_03"]
-GRANTS = [("guest_01", "lock_01"), ("guest_02", "lock_02")]  # guest_03 has no grant
+GRANTS = [("guest_01", "lock_01"), ("guest_02", "lock_02")]  # guest_03 has no pass
+OWNER = "owner"
+RESIDENT = "resident"
 
 
 def new_site_dir() -> Path:
@@ -46,6 +53,41 @@ def site_dir() -> Iterator[Path]:
     root = new_site_dir()
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+POSTGRES_URL = os.environ.get(
+    "SMARTLOCK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the machine's PostgreSQL for one module's site; skipped (loudly, in
+    the summary) where no server answers."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    from smartlock.adapters.store import database
+
+    url = database.parse_url(POSTGRES_URL)
+    engine = create_engine(
+        url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    schema = f"smartlock_e2e_{secrets.token_hex(4)}"
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except SQLAlchemyError as exc:
+        pytest.skip(f"PostgreSQL variant SKIPPED: no server at {database.safe_url(url)} ({exc})")
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
 
 
 @dataclass
@@ -61,6 +103,7 @@ class System:
         child = Child.smartlock(
             lock_id,
             "lock",
+            "run",
             "--id",
             lock_id,
             "--site",
@@ -116,16 +159,31 @@ async def start_system(site: Site) -> System:
     return system
 
 
-def provision(root: Path, *, session_ttl_s: int = 300) -> Site:
-    return provision_site(
+def provision(
+    root: Path,
+    *,
+    session_ttl_s: int = 300,
+    heartbeat_s: int = 60,
+    db: str | None = None,
+    max_failures: int = 50,
+    **settings: Any,
+) -> Site:
+    """The test site.  Lockouts are the intrusion tests' business: elsewhere a lock tolerates
+    ``max_failures`` refused tokens (the replay tests make some) before it locks out."""
+    site = create_site(
         root,
         locks=LOCKS,
+        owners=[OWNER],
+        residents=[RESIDENT],
         guests=GUESTS,
-        grants=GRANTS,
+        passes=GRANTS,
         broker_host="127.0.0.1",
         broker_port=free_port(),
         session_ttl_s=session_ttl_s,
+        heartbeat_s=heartbeat_s,
+        db=db,
     )
+    return with_settings(site, max_failures=max_failures, **settings)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -133,6 +191,22 @@ async def system(site_dir: Path) -> AsyncIterator[System]:
     running = await start_system(provision(site_dir))
     yield running
     await running.stop()
+
+
+async def cli(site: Site, *args: str, timeout_s: float = 30) -> Child:
+    """``smartlock ARGS --site SITE`` as a process, like a user at a shell; returns it after it
+    exits."""
+    child = Child.smartlock(args[0], *args, "--site", str(site.root))
+    await child.start()
+    await child.wait(timeout_s=timeout_s)
+    return child
+
+
+async def cli_json(site: Site, *args: str) -> Any:
+    """The JSON a ``smartlock ... --json`` command printed last."""
+    child = await cli(site, *args, "--json")
+    assert child.returncode == 0, child.output()
+    return json.loads("\n".join(child.stdout_lines))
 
 
 async def run_guest(site: Site, lock_id: str, guest_id: str, *, timeout_s: float = 15) -> Child:

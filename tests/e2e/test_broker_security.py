@@ -98,10 +98,13 @@ async def test_other_clients_cannot_read_the_guests_key(system: System) -> None:
         for spy in (spy_guest, spy_other):
             for topic in (
                 "#",
-                "guests/guest_01/#",
-                "locks/lock_01/#",
+                "users/guest_01/#",
+                "users/owner/alerts",
+                "locks/lock_01/#",  # incl. the retained command key and revocation list
+                "locks/+/commands",
                 "backend/#",
-                "guests/+/session",
+                "users/+/session",
+                "users/+/replies",
             ):
                 await spy.subscribe(topic)
         guest_task = asyncio.create_task(run_guest(site, "lock_01", "guest_01"))

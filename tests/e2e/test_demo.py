@@ -15,11 +15,19 @@ async def test_demo_once_unlocks_and_ends_with_a_json_summary() -> None:
     assert summary["unlocked"] is True
     assert summary["lock_id"] == "lock_01"
     assert summary["guest_id"] == "guest_01"
-    assert set(summary["timings_ms"]) == {"key_request", "ble_unlock", "total"}
+    assert set(summary["timings_ms"]) == {"key_request", "ble_unlock", "total", "remote_unlock"}
+    assert summary["remote_unlock"] == "done"
     assert all(value > 0 for value in summary["timings_ms"].values())
     wire = summary["wire_bytes"]
-    assert set(wire) == {"session_request", "lock_delivery", "guest_delivery", "advertisement"}
+    assert set(wire) == {
+        "session_request",
+        "lock_delivery",
+        "guest_delivery",
+        "advertisement",
+        "remote_command",
+    }
     assert wire["advertisement"] <= 31
+    assert wire["remote_command"] == 37
     assert wire["lock_delivery"] <= 600
     output = "\n".join(demo.stdout_lines)
     for step in (
@@ -29,5 +37,6 @@ async def test_demo_once_unlocks_and_ends_with_a_json_summary() -> None:
         "Received session key",
         "Advertising with token",
         "UNLOCKED lock_01 for guest_01",
+        "UNLOCKED lock_01 for remote command",
     ):
         assert step in output, step

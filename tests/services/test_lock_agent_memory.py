@@ -1,10 +1,15 @@
 """The lock agent's decisions, driven directly: key deliveries into on_delivery, advertising
 reports into on_advertisement -- no broker, no radio.  Deliveries and tokens are real: signed
-with the site's backend key and MACed under the session key, as the backend and guest do."""
+with the site's backend key and MACed under the session key, as the backend and guest do.
+
+The lock's state file is a versioned JSON wrapper (verifier snapshot, command key, events not
+yet sent, next report number): what a restart must not lose is tested through a second agent on
+the same file."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import stat
@@ -20,16 +25,19 @@ from smartlock.adapters.actuator import Actuator, BoltState, LoggingActuator
 from smartlock.adapters.radio import AdvertisingReport
 from smartlock.core.errors import ConfigError, Reason, Rejected
 from smartlock.core.issuance import Issuance, issue_session_key
+from smartlock.core.lock_verifier import LOCK_SUBJECT
 from smartlock.core.messages import Action, SessionRequest
+from smartlock.core.reports import Lockout, ReportBody, TokenRefused, body_from_json
 from smartlock.core.token import advertising_data, make_token
 from smartlock.services.common import Rejections
 from smartlock.services.guest_app import GuestApp
-from smartlock.services.lock_agent import LockAgent
+from smartlock.services.lock_agent import STATE_VERSION, LockAgent
 from smartlock.site import BACKEND_USER, Site, provision_site
 
 LOCK = "lock_01"
 OTHER_LOCK = "lock_02"
 GUEST = "guest_01"
+OWNER = "owner"
 RELOCK_S = 0.05
 
 
@@ -39,8 +47,7 @@ def site() -> Iterator[Site]:
     yield provision_site(
         root,
         locks=[LOCK, OTHER_LOCK],
-        guests=[GUEST],
-        grants=[(GUEST, LOCK), (GUEST, OTHER_LOCK)],
+        users=[OWNER, GUEST],
         broker_host="127.0.0.1",
         broker_port=18883,
     )
@@ -95,6 +102,19 @@ def agent_for(site: Site, actuator: Actuator | None = None) -> LockAgent:
 def bolt(agent: LockAgent) -> LoggingActuator:
     assert isinstance(agent.actuator, LoggingActuator)
     return agent.actuator
+
+
+def stored_reports(agent: LockAgent) -> list[tuple[int, ReportBody]]:
+    """The reports waiting in the agent's outbox: (seq, body)."""
+    return [
+        (int(item["seq"]), body_from_json(item["body"]))
+        for item in agent.events.items
+        if "body" in item
+    ]
+
+
+def stored_access_events(agent: LockAgent) -> list[str]:
+    return [item["payload"] for item in agent.events.items if "payload" in item]
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
@@ -215,11 +235,93 @@ async def test_restarted_agent_refuses_a_replayed_key_delivery(site: Site) -> No
     assert restarted.rejections.counts["replay"] == 1
 
 
-async def test_damaged_state_file_is_a_config_error(site: Site) -> None:
+async def test_state_file_is_a_versioned_wrapper_of_everything_a_restart_needs(
+    site: Site,
+) -> None:
+    agent = agent_for(site)
+    agent.on_delivery(delivery(issue(site)))
+    state = json.loads(agent.state_path.read_bytes())
+    assert set(state) == {"version", "verifier", "commands", "events", "next_seq"}
+    assert state["version"] == STATE_VERSION == 1
+    assert (state["events"], state["next_seq"]) == ([], 1)
+
+
+async def test_restarted_agent_keeps_the_access_events_not_yet_sent(site: Site) -> None:
+    first = agent_for(site)
+    issued = issue(site)
+    first.on_delivery(delivery(issued))
+    first.on_advertisement(token(issued, 1))
+    await until(lambda: bolt(first).state is BoltState.LOCKED)
+    [event] = stored_access_events(first)  # no broker here: it waits on disk
+    assert stored_access_events(agent_for(site)) == [event]
+
+
+async def test_report_numbers_go_on_after_a_restart(site: Site) -> None:
+    # the backend refuses a report number it has seen: a restart must never reuse one
+    first = agent_for(site)
+    issued = issue(site)
+    first.on_delivery(delivery(issued))
+    first.on_advertisement(token(issued, 2))
+    await until(lambda: bolt(first).state is BoltState.LOCKED)
+    first.on_advertisement(token(issued, 1))  # a replay: counted, and reported
+    assert [(seq, type(body)) for seq, body in stored_reports(first)] == [(1, TokenRefused)]
+
+    restarted = agent_for(site)
+    restarted.on_advertisement(token(issued, 2, Action.LOCK))  # another replay
+    reports = stored_reports(restarted)
+    assert [seq for seq, _ in reports] == [1, 2]
+    assert [body.reason for _, body in reports if isinstance(body, TokenRefused)] == [
+        "replay",
+        "replay",
+    ]
+
+
+async def test_restart_does_not_lift_an_intrusion_lockout(site: Site) -> None:
+    agent = agent_for(site)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(token(issued, 8))
+    await until(lambda: bolt(agent).state is BoltState.LOCKED)
+    for counter in range(1, site.max_failures + 2):  # one more replay than the threshold
+        agent.on_advertisement(token(issued, counter))
+    assert agent.verifier.intrusion.locked_until(LOCK_SUBJECT, time.time()) is not None
+    assert [type(body) for _, body in stored_reports(agent)][-1] is Lockout
+
+    restarted = agent_for(site)
+    restarted.on_advertisement(token(issued, 9))  # a good token, but the lock is locked out
+    assert restarted.rejections.counts["locked_out"] == 1
+    assert bolt(restarted).movements == []
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        pytest.param(b"{not json", "Expecting property name", id="not-json"),
+        pytest.param(b"[]", "unknown state version", id="not-an-object"),
+        pytest.param(b'{"version": 2}', "unknown state version", id="newer-version"),
+        pytest.param(None, "unknown state version", id="bare-verifier-snapshot"),
+        pytest.param("events", "events", id="no-events"),
+        pytest.param("next_seq", "next_seq", id="no-next-seq"),
+    ],
+)
+async def test_damaged_state_file_is_a_config_error(
+    site: Site, content: bytes | str | None, detail: str
+) -> None:
     state = site.identity_dir(LOCK) / "state.json"
-    state.write_bytes(b"{not json")
-    with pytest.raises(ConfigError, match=r"state\.json: unreadable lock state"):
+    if content is None:  # the verifier's own snapshot, without the wrapper around it
+        agent = agent_for(site)
+        state.write_bytes(agent.verifier.snapshot())
+    elif isinstance(content, str):  # a complete state file without one of its fields
+        agent = agent_for(site)
+        agent.on_delivery(delivery(issue(site)))
+        complete = json.loads(state.read_bytes())
+        del complete[content]
+        state.write_text(json.dumps(complete))
+    else:
+        state.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"state\.json: unreadable lock state") as raised:
         agent_for(site)
+    assert detail in str(raised.value)
 
 
 # --- a bolt that does not move ----------------------------------------------------------------
@@ -260,16 +362,24 @@ def test_lock_agent_for_an_unknown_lock_is_a_config_error(site: Site) -> None:
         LockAgent(site, "lock_99")
 
 
-def test_guest_app_for_an_unknown_guest_is_a_config_error(site: Site) -> None:
-    with pytest.raises(ConfigError, match=r"no guest 'guest_99'.*guests: guest_01"):
+def test_guest_app_for_an_unknown_user_is_a_config_error(site: Site) -> None:
+    with pytest.raises(ConfigError, match=r"no user 'guest_99'.*users: owner, guest_01"):
         GuestApp(site, "guest_99")
 
 
-def test_a_lock_id_is_not_a_guest_id(site: Site) -> None:
-    with pytest.raises(ConfigError, match="no guest 'lock_01'"):
+def test_guest_app_is_the_app_of_every_user_owners_included(site: Site) -> None:
+    # the backend decides by role whether a user may open; the app serves any user of the site
+    app = GuestApp(site, OWNER, radio="memory:unused")
+    assert (app.session_topic, app.events_topic) == ("users/owner/session", "users/owner/events")
+
+
+def test_a_lock_id_is_not_a_user_id(site: Site) -> None:
+    with pytest.raises(ConfigError, match="no user 'lock_01'"):
         GuestApp(site, LOCK)
     with pytest.raises(ConfigError, match="no lock 'guest_01'"):
         LockAgent(site, GUEST)
+    with pytest.raises(ConfigError, match="no lock 'owner'"):
+        LockAgent(site, OWNER)
 
 
 def test_rejection_summary_names_every_reason_with_its_count() -> None:

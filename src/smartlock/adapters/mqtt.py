@@ -40,6 +40,17 @@ class BrokerUnavailable(SmartlockError):
 class Incoming:
     topic: str
     payload: bytes
+    retained: bool = False
+    response_topic: str | None = None  # MQTT v5: where the sender wants the answer
+    correlation_data: bytes | None = None  # MQTT v5: echoed in the answer
+
+
+@dataclass(frozen=True)
+class LastWill:
+    """What the broker publishes (retained, QoS 1) for us when we vanish without a goodbye."""
+
+    topic: str
+    payload: bytes
 
 
 def _describe(exc: aiomqtt.MqttError) -> tuple[str, bool]:
@@ -86,6 +97,7 @@ class MqttConnection:
         persistent: bool = False,
         port: int | None = None,
         timeout_s: float = 10.0,
+        will: LastWill | None = None,
     ) -> None:
         """Connect as ``credentials`` to the site broker.
 
@@ -109,6 +121,7 @@ class MqttConnection:
             tls_context=client_tls_context(site),
             timeout=timeout_s,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True) if will else None,
             logger=logging.getLogger("smartlock.mqtt.paho"),
         )
 
@@ -139,9 +152,24 @@ class MqttConnection:
         except aiomqtt.MqttError as exc:
             raise _unavailable(f"subscribe to {topic} failed", exc) from None
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        properties = None
+        if response_topic is not None or correlation_data is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if response_topic is not None:
+                properties.ResponseTopic = response_topic
+            if correlation_data is not None:
+                properties.CorrelationData = correlation_data
         try:
-            await self._client.publish(topic, payload, qos=1, retain=retain)
+            await self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         except aiomqtt.MqttError as exc:
             raise _unavailable(f"publish to {topic} failed", exc) from None
 
@@ -152,6 +180,15 @@ class MqttConnection:
                 payload = message.payload
                 if not isinstance(payload, bytes | bytearray):
                     payload = b"" if payload is None else str(payload).encode()
-                yield Incoming(str(message.topic), bytes(payload))
+                properties = message.properties
+                response_topic = getattr(properties, "ResponseTopic", None)
+                correlation = getattr(properties, "CorrelationData", None)
+                yield Incoming(
+                    str(message.topic),
+                    bytes(payload),
+                    retained=bool(message.retain),
+                    response_topic=str(response_topic) if response_topic is not None else None,
+                    correlation_data=bytes(correlation) if correlation is not None else None,
+                )
         except aiomqtt.MqttError as exc:
             raise _unavailable("lost the broker", exc) from None

@@ -31,7 +31,7 @@ class Child:
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # everything it printed, stderr and stdout, as it came
         self.stdout_lines: list[str] = []
         self._on_line = on_line
         self._env = env
@@ -60,15 +60,17 @@ class Child:
                 self._pump(self.process.stderr, self.lines), name=f"{self.name}-stderr"
             ),
             asyncio.create_task(
-                self._pump(self.process.stdout, self.stdout_lines), name=f"{self.name}-stdout"
+                self._pump(self.process.stdout, self.stdout_lines, self.lines),
+                name=f"{self.name}-stdout",
             ),
         ]
         return self
 
-    async def _pump(self, stream: asyncio.StreamReader, sink: list[str]) -> None:
+    async def _pump(self, stream: asyncio.StreamReader, *sinks: list[str]) -> None:
         async for raw in stream:
             line = raw.decode(errors="replace").rstrip("\n")
-            sink.append(line)
+            for sink in sinks:
+                sink.append(line)
             if self._on_line is not None:
                 self._on_line(self.name, line)
             async with self._changed:

@@ -1,13 +1,20 @@
-"""The backend service: answers key requests and relays the locks' events.
+"""The backend service: decides every request from the store, and watches the locks.
 
-Topics (ACL in :mod:`smartlock.broker`):
+Topics (all of them in :mod:`smartlock.core.topics`; ACL in :mod:`smartlock.broker`):
 
-* in  ``backend/session_requests/{guest_id}`` -- the guest's identity is the topic's last level;
-* out ``locks/{lock_id}/session`` -- the lock's delivery;
-* in  ``locks/{lock_id}/events`` -- key acknowledgements and access events;
-* out ``guests/{guest_id}/session`` -- the guest's delivery, released after the lock's ack,
-  or a signed denial;
-* out ``guests/{guest_id}/events`` -- the lock's access event, forwarded unchanged.
+* in  ``backend/session_requests/{user}`` -> out ``locks/{lock}/session``, then (after the lock's
+  ack) ``users/{user}/session``;
+* in  ``backend/commands/{user}`` (v5 response topic + correlation data) -> out
+  ``locks/{lock}/commands`` -> in the lock's report -> out the reply on the response topic;
+* in  ``locks/{lock}/events``: key acks, access events (forwarded to ``users/{user}/events``),
+  sequence-numbered reports (heartbeats, command results, refused tokens, lockouts);
+* in  ``locks/{lock}/availability`` (the lock's last will);
+* out, retained: ``locks/{lock}/command_key`` and ``locks/{lock}/revocations``;
+* out ``users/{owner or resident}/alerts``.
+
+Every decision and every attempt goes to the audit log, once.  Key requests and remote commands
+that are refused count as failed attempts of that user (:mod:`smartlock.core.intrusion`); the
+locks count refused BLE tokens themselves and report lockouts.
 """
 
 from __future__ import annotations
@@ -16,46 +23,222 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from smartlock import crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
+from smartlock.adapters.store import Store
+from smartlock.adapters.store.records import AuditRecord, LockHealth
+from smartlock.core import topics
 from smartlock.core.access import open_access_event
-from smartlock.core.errors import Reason, Rejected
-from smartlock.core.issuer import DeliverToLock, KeyDirectory, KeyIssuer
-from smartlock.core.messages import MessageType, peek_type
-from smartlock.core.policy import AccessPolicy, RecentIds
+from smartlock.core.alerts import make_alert
+from smartlock.core.commands import (
+    CommandRequest,
+    command_key,
+    make_command_key_delivery,
+    make_command_reply,
+    seal_lock_command,
+)
+from smartlock.core.errors import ConfigError, Reason, Rejected
+from smartlock.core.intrusion import IntrusionDetector
+from smartlock.core.issuance import MAX_KEY_TTL_S
+from smartlock.core.issuer import DeliverToLock, KeyIssuer
+from smartlock.core.messages import NO_PASS, Action, MessageType, peek_type
+from smartlock.core.policy import (
+    KeyGrant,
+    RecentIds,
+    check_request_time,
+    decide_command,
+    decide_key_request,
+)
+from smartlock.core.reports import CommandResult, Heartbeat, Lockout, TokenRefused, open_report
+from smartlock.core.revocation import make_revocation_list
+from smartlock.core.roles import Role
 from smartlock.services.common import Outbox, Rejections, reconnecting
-from smartlock.site import BACKEND_USER, Site
+from smartlock.site import BACKEND_USER, Site, write_private
 
 logger = logging.getLogger("smartlock.backend")
 
-REQUESTS_TOPIC = "backend/session_requests/+"
-EVENTS_TOPIC = "locks/+/events"
-EVENT_MEMORY_S = 24 * 3600  # an access event seen again within a day is a replay
+EVENT_MEMORY_S = 24 * 3600
+COMMAND_TIMEOUT_S = 5.0
+TICK_S = 0.5
+NOT_COUNTED = frozenset({Reason.LOCKED_OUT, Reason.RATE_LIMITED, Reason.UNKNOWN_USER})
+
+
+@dataclass
+class _PendingCommand:
+    user: str
+    role: Role
+    request: CommandRequest
+    response_topic: str
+    correlation: bytes | None
+    deadline: float
+
+
+class SiteDirectory:
+    """The issuer's view of the world: the store at request time, the site's public keys."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._keys: dict[str, crypto.PublicKey] = {}
+
+    def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
+        self._backend.check_not_locked_out(user, now)
+        store = self._backend.store
+        return decide_key_request(
+            name=user,
+            user=store.get_user(user),
+            lock_id=lock_id,
+            lock=store.get_lock(lock_id),
+            passes=store.passes_for(user, lock_id),
+            now=now,
+            zone=self._backend.site.zone,
+        )
+
+    def public_key(self, identity: str) -> crypto.PublicKey:
+        key = self._keys.get(identity)
+        if key is None:
+            site = self._backend.refresh_site(identity)
+            key = self._keys[identity] = site.public_key(identity)
+        return key
+
+    def lock_public(self, lock_id: str) -> crypto.PublicKey:
+        return self.public_key(lock_id)
+
+    def user_public(self, user: str) -> crypto.PublicKey:
+        return self.public_key(user)
 
 
 class Backend:
-    def __init__(self, site: Site, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
+    ) -> None:
         self.site = site
+        self.store = store
         self._clock = clock
+        self._command_timeout_s = command_timeout_s
         self.rejections = Rejections(logger)
-        self._lock_keys = {lock_id: site.public_key(lock_id) for lock_id in site.locks}
+        self._backend_key = site.private_key(BACKEND_USER)
+        self._command_master = site.secret(site.command_master_key_path)
+        self.directory = SiteDirectory(self)
         self.issuer = KeyIssuer(
-            backend_key=site.private_key(BACKEND_USER),
-            directory=KeyDirectory(
-                locks=self._lock_keys,
-                guests={guest_id: site.public_key(guest_id) for guest_id in site.guests},
-            ),
-            policy=AccessPolicy(
-                locks=frozenset(site.locks),
-                guests=frozenset(site.guests),
-                grants=frozenset(site.grants),
-            ),
+            backend_key=self._backend_key,
+            directory=self.directory,
             random_bytes=crypto.random_bytes,
             ttl_s=site.session_ttl_s,
         )
+        self.intrusion = IntrusionDetector(
+            threshold=site.max_failures, window_s=site.failure_window_s, lockout_s=site.lockout_s
+        )
+        self._intrusion_path = site.root / "backend" / "intrusion.json"
+        if self._intrusion_path.exists():  # lockouts outlive a backend restart
+            try:
+                self.intrusion.restore(self._intrusion_path.read_bytes())
+            except ValueError as exc:
+                raise ConfigError(f"{self._intrusion_path}: {exc}") from None
         self._outbox = Outbox()
         self._event_ids = RecentIds(window_s=EVENT_MEMORY_S)
+        self._command_ids = RecentIds(window_s=EVENT_MEMORY_S)
+        self._pending_commands: dict[bytes, _PendingCommand] = {}  # by the command's nonce
+        self._published_keys: dict[str, int] = {}  # lock -> command key epoch published
+        self._published_revocations: dict[str, int] = {}  # lock -> revocation list version
+        self._started_at = clock()
+
+    # --- site and store -------------------------------------------------------------------------
+
+    def refresh_site(self, identity: str) -> Site:
+        """The site again from disk when ``identity`` was added after we started."""
+        if identity not in (*self.site.locks, *self.site.users):
+            self.site = Site.load(self.site.root)
+        return self.site
+
+    def check_not_locked_out(self, user: str, now: float) -> None:
+        until = self.intrusion.locked_until(f"user:{user}", now)
+        if until is not None:
+            raise Rejected(
+                Reason.LOCKED_OUT,
+                f"{user} is locked out for {until - now:.0f} s after failed attempts",
+                who=user,
+            )
+
+    def audit(
+        self,
+        *,
+        who: str,
+        lock_id: str,
+        channel: str,
+        action: str,
+        result: str,
+        reason: str = "",
+        attempt: int = 0,
+        event_key: str | None = None,
+        at: float | None = None,
+    ) -> bool:
+        """Append to the audit log; False when this event was logged already."""
+        user = self.store.get_user(who) if who else None
+        record = AuditRecord(
+            at_ms=int((self._clock() if at is None else at) * 1000),
+            who=who,
+            role=user.role.value if user else "",
+            lock_id=lock_id,
+            channel=channel,
+            action=action,
+            result=result,
+            reason=reason,
+            attempt=attempt,
+            event_key=event_key,
+        )
+        return self.store.append_audit(record) is not None
+
+    def _failure(self, user: str, rejected: Rejected, lock_id: str, now: float) -> int:
+        """Count a refused request of ``user``; start a lockout (and alert) on one too many."""
+        if rejected.reason in NOT_COUNTED or not user:
+            return 0
+        verdict = self.intrusion.record_failure(f"user:{user}", now)
+        try:
+            write_private(self._intrusion_path, self.intrusion.snapshot())
+        except OSError as exc:
+            logger.error("Cannot store the failed-attempt counters (%s)", exc.strerror)
+        if verdict.lockout_until is not None:
+            detail = (
+                f"{verdict.attempt} failed attempts by {user} within "
+                f"{self.site.failure_window_s} s; locked out for {self.site.lockout_s} s"
+            )
+            logger.warning("INTRUSION: %s", detail)
+            self.audit(
+                who=user,
+                lock_id=lock_id,
+                channel="remote",
+                action="lockout",
+                result="alert",
+                reason=rejected.reason.value,
+                attempt=verdict.attempt,
+            )
+            self.alert("intrusion", lock_id=lock_id, subject=user, detail=detail)
+        return verdict.attempt
+
+    def alert(self, kind: str, *, lock_id: str, subject: str, detail: str) -> None:
+        """Sign one alert and send it to every owner and resident."""
+        alert = make_alert(
+            kind=kind,
+            lock_id=lock_id,
+            subject=subject,
+            detail=detail,
+            now=self._clock(),
+            backend_key=self._backend_key,
+            random_bytes=crypto.random_bytes,
+        )
+        payload = bytes(alert)
+        for user in self.store.list_users():
+            if user.role.receives_alerts:
+                self._outbox.put(topics.user_topic(user.name, "alerts"), payload)
+
+    # --- the service ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
@@ -67,23 +250,59 @@ class Backend:
         async with MqttConnection(
             self.site, self.site.credentials(BACKEND_USER), persistent=True
         ) as mqtt:
-            await mqtt.subscribe(REQUESTS_TOPIC)
-            await mqtt.subscribe(EVENTS_TOPIC)
-            logger.info("Backend listening for session requests on %s", REQUESTS_TOPIC)
+            self._published_keys.clear()
+            self._published_revocations.clear()
+            try:
+                self.publish_lock_state()
+            except Exception:  # the periodic tick tries again; the session must go on
+                self.rejections.counts["internal_error"] += 1
+                logger.exception("Could not publish the locks' command keys and revocations")
+            for topic in (
+                topics.session_requests("+"),
+                topics.command_requests("+"),
+                topics.lock_topic("+", "events"),
+                topics.lock_topic("+", "availability"),
+            ):
+                await mqtt.subscribe(topic)
+            logger.info(
+                "Backend listening for session requests on %s", topics.session_requests("+")
+            )
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._outbox.drain(mqtt.publish), name="backend-outbox")
-                tasks.create_task(self._expire_pending(), name="backend-expiry")
+                tasks.create_task(self._ticks(), name="backend-ticks")
                 async for message in mqtt.messages():
                     self.handle(message)
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not stop the next
+                self.rejections.counts["internal_error"] += 1
+                logger.exception("Internal error in the backend's periodic work")
+
+    def tick(self) -> None:
+        now = self._clock()
+        for denial in self.issuer.expire(now):
+            logger.warning("Lock did not confirm a key in time; telling %s", denial.guest_id)
+            self._outbox.put(topics.user_topic(denial.guest_id, "session"), denial.payload)
+        self._expire_commands(now)
+        self.publish_lock_state()
+        self._check_heartbeats(now)
 
     def handle(self, message: Incoming) -> None:
         """Dispatch one message; a refused one is logged and counted, never raised."""
         parts = message.topic.split("/")
         try:
-            if len(parts) == 3 and parts[:2] == ["backend", "session_requests"]:
-                self._on_request(parts[2], message.payload)
+            if len(parts) == 3 and parts[0] == "backend" and parts[1] == "session_requests":
+                self._on_key_request(parts[2], message.payload)
+            elif len(parts) == 3 and parts[0] == "backend" and parts[1] == "commands":
+                self._on_command_request(parts[2], message)
             elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "events":
                 self._on_lock_event(parts[1], message.payload)
+            elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "availability":
+                self._on_availability(parts[1], message.payload)
             else:
                 logger.warning("Ignored message on unexpected topic %s", message.topic)
         except Rejected as rejected:
@@ -92,26 +311,171 @@ class Backend:
             self.rejections.counts["internal_error"] += 1
             logger.exception("Internal error on a message from %s; dropped", message.topic)
 
-    def _on_request(self, guest_id: str, payload: bytes) -> None:
-        answer = self.issuer.on_request(guest_id, payload, self._clock())
+    # --- key requests ---------------------------------------------------------------------------
+
+    def _on_key_request(self, user: str, payload: bytes) -> None:
+        now = self._clock()
+        try:
+            answer = self.issuer.on_request(user, payload, now)
+        except Rejected as rejected:
+            if rejected.reason is Reason.UNKNOWN_USER:
+                self.audit(
+                    who=user,
+                    lock_id="",
+                    channel="remote",
+                    action="key_request",
+                    result="denied",
+                    reason=rejected.reason.value,
+                )
+            raise
         if isinstance(answer, DeliverToLock):
             logger.info(
                 "Issued session key %s for %s on %s, expires in %d s (lock delivery %d bytes)",
                 answer.key.handle,
-                guest_id,
+                user,
                 answer.lock_id,
                 answer.key.header.expires_at - answer.key.header.issued_at,
                 len(answer.payload),
             )
-            self._outbox.put(f"locks/{answer.lock_id}/session", answer.payload)
-        else:
-            logger.warning("Denied session key to %s: %s", guest_id, answer.reason)
-            self._outbox.put(f"guests/{answer.guest_id}/session", answer.payload)
+            self.audit(
+                who=user,
+                lock_id=answer.lock_id,
+                channel="ble",
+                action="key_request",
+                result="granted",
+                reason=f"pass {answer.grant.pass_id}" if answer.grant.pass_id else "",
+            )
+            self._outbox.put(topics.lock_topic(answer.lock_id, "session"), answer.payload)
+            return
+        lock_id = _lock_of_request(payload)
+        attempt = 0
+        if answer.rejected is not None:
+            attempt = self._failure(user, answer.rejected, lock_id, now)
+        logger.warning("Denied session key to %s: %s", user, answer.reason)
+        self.audit(
+            who=user,
+            lock_id=lock_id,
+            channel="ble",
+            action="key_request",
+            result="denied",
+            reason=answer.reason,
+            attempt=attempt,
+        )
+        self._outbox.put(topics.user_topic(answer.guest_id, "session"), answer.payload)
+
+    # --- remote commands ------------------------------------------------------------------------
+
+    def _on_command_request(self, user: str, message: Incoming) -> None:
+        now = self._clock()
+        request = CommandRequest.from_bytes(message.payload)
+        reply_topic = topics.user_topic(user, "replies")
+        if message.response_topic != reply_topic:
+            raise Rejected(
+                Reason.BAD_REPLY_TOPIC,
+                f"command from {user} must name {reply_topic} as its response topic",
+            )
+        if self._command_ids.seen_before(user.encode() + b"/" + request.request_id, now):
+            raise Rejected(Reason.REPLAY, f"command {request.request_id[:4].hex()} from {user}")
+        action = request.action.name.lower()
+        try:
+            check_request_time(request.sent_at, now, self.site.command_window_s)
+            self.check_not_locked_out(user, now)
+            role = decide_command(
+                name=user,
+                user=self.store.get_user(user),
+                lock_id=request.lock_id,
+                lock=self.store.get_lock(request.lock_id),
+            )
+        except Rejected as rejected:
+            attempt = self._failure(user, rejected, request.lock_id, now)
+            logger.warning(
+                "Refused remote %s of %s by %s: %s", action, request.lock_id, user, rejected
+            )
+            self.audit(
+                who=user,
+                lock_id=request.lock_id,
+                channel="remote",
+                action=action,
+                result="denied",
+                reason=rejected.reason.value,
+                attempt=attempt,
+            )
+            self._reply(request, reply_topic, message.correlation_data, "denied", rejected.reason)
+            return
+        lock = self.store.get_lock(request.lock_id)
+        assert lock is not None  # decide_command checked it
+        payload, nonce = seal_lock_command(
+            key=command_key(self._command_master, lock.lock_id, lock.command_epoch),
+            lock_id=lock.lock_id,
+            epoch=lock.command_epoch,
+            action=request.action,
+            now=now,
+            random_bytes=crypto.random_bytes,
+        )
+        self._pending_commands[nonce] = _PendingCommand(
+            user,
+            role,
+            request,
+            reply_topic,
+            message.correlation_data,
+            now + self._command_timeout_s,
+        )
+        logger.info(
+            "Remote %s of %s for %s sent to the lock (%d bytes)",
+            action,
+            lock.lock_id,
+            user,
+            len(payload),
+        )
+        self._outbox.put(topics.lock_topic(lock.lock_id, "commands"), payload)
+
+    def _reply(
+        self,
+        request: CommandRequest,
+        topic: str,
+        correlation: bytes | None,
+        result: str,
+        reason: str,
+        bolt: str = "unknown",
+    ) -> None:
+        reply = make_command_reply(
+            request=request,
+            result=result,
+            reason=reason,
+            bolt=bolt,
+            now=self._clock(),
+            backend_key=self._backend_key,
+        )
+        self._outbox.put(topic, bytes(reply), correlation_data=correlation)
+
+    def _expire_commands(self, now: float) -> None:
+        for nonce, pending in list(self._pending_commands.items()):
+            if now < pending.deadline:
+                continue
+            del self._pending_commands[nonce]
+            request = pending.request
+            logger.warning("Lock %s did not answer a remote command in time", request.lock_id)
+            self.audit(
+                who=pending.user,
+                lock_id=request.lock_id,
+                channel="remote",
+                action=request.action.name.lower(),
+                result="failed",
+                reason="lock_unreachable",
+            )
+            self._reply(
+                request, pending.response_topic, pending.correlation, "failed", "lock_unreachable"
+            )
+
+    # --- what the locks say ---------------------------------------------------------------------
 
     def _on_lock_event(self, lock_id: str, payload: bytes) -> None:
-        if lock_id not in self._lock_keys:
+        lock = self.store.get_lock(lock_id)
+        if lock is None:
             raise Rejected(Reason.UNKNOWN_LOCK, lock_id)
-        kind = peek_type(payload, (MessageType.KEY_ACK, MessageType.ACCESS_EVENT))
+        kind = peek_type(
+            payload, (MessageType.KEY_ACK, MessageType.ACCESS_EVENT, MessageType.LOCK_REPORT)
+        )
         if kind is MessageType.KEY_ACK:
             release = self.issuer.on_key_ack(lock_id, payload)
             logger.info(
@@ -120,26 +484,249 @@ class Backend:
                 release.key.handle,
                 release.guest_id,
             )
-            self._outbox.put(f"guests/{release.guest_id}/session", release.payload)
+            self._outbox.put(topics.user_topic(release.guest_id, "session"), release.payload)
+        elif kind is MessageType.ACCESS_EVENT:
+            self._on_access_event(lock_id, payload)
         else:
-            event = open_access_event(
-                payload, lock_id=lock_id, lock_public=self._lock_keys[lock_id]
+            report = open_report(
+                payload,
+                key=command_key(self._command_master, lock_id, lock.command_epoch),
+                lock_id=lock_id,
+                epoch=lock.command_epoch,
             )
-            if self._event_ids.seen_before(event.event_id, self._clock()):
-                raise Rejected(Reason.REPLAY, f"access event from {lock_id} already received")
-            logger.info(
-                "Access event: %s %s for %s (token %d, key %s)",
-                lock_id,
-                event.action.name.lower(),
-                event.guest_id,
-                event.counter,
-                event.key_id[:4].hex(),
-            )
-            self._outbox.put(f"guests/{event.guest_id}/events", payload)
+            if not self.store.advance_report_seq(lock_id, report.seq):
+                raise Rejected(Reason.REPLAY, f"report {report.seq} from {lock_id} already seen")
+            body = report.body
+            if isinstance(body, Heartbeat):
+                self._on_heartbeat(lock_id, report.at, body)
+            elif isinstance(body, CommandResult):
+                self._on_command_result(lock_id, report.at, body)
+            elif isinstance(body, TokenRefused):
+                logger.warning(
+                    "Lock %s refused a token (%s), attempt %d", lock_id, body.reason, body.attempt
+                )
+                self.audit(
+                    who=body.who,
+                    lock_id=lock_id,
+                    channel="ble",
+                    action="unlock",
+                    result="denied",
+                    reason=body.reason,
+                    attempt=body.attempt,
+                    event_key=f"report/{lock_id}/{lock.command_epoch}/{report.seq}",
+                    at=report.at,
+                )
+            elif isinstance(body, Lockout):
+                self._on_lockout(lock_id, report.at, report.seq, lock.command_epoch, body)
 
-    async def _expire_pending(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            for denial in self.issuer.expire(self._clock()):
-                logger.warning("Lock did not confirm a key in time; telling %s", denial.guest_id)
-                self._outbox.put(f"guests/{denial.guest_id}/session", denial.payload)
+    def _on_access_event(self, lock_id: str, payload: bytes) -> None:
+        event = open_access_event(
+            payload, lock_id=lock_id, lock_public=self.directory.lock_public(lock_id)
+        )
+        if self._event_ids.seen_before(event.event_id, self._clock()):
+            raise Rejected(Reason.REPLAY, f"access event from {lock_id} already received")
+        action = event.action.name.lower()
+        first_time = self.audit(
+            who=event.guest_id,
+            lock_id=lock_id,
+            channel="ble",
+            action=action,
+            result="granted",
+            reason=f"pass {event.pass_id}" if event.pass_id else "",
+            event_key=f"ble/{event.event_id.hex()}",
+            at=event.at,
+        )
+        if not first_time:
+            raise Rejected(Reason.REPLAY, f"access event from {lock_id} already logged")
+        if event.pass_id != NO_PASS and event.action is Action.UNLOCK:
+            self.store.record_pass_use(event.pass_id)
+        logger.info(
+            "Access event: %s %s for %s (token %d, key %s)",
+            lock_id,
+            action,
+            event.guest_id,
+            event.counter,
+            event.key_id[:4].hex(),
+        )
+        self._outbox.put(topics.user_topic(event.guest_id, "events"), payload)
+
+    def _on_command_result(self, lock_id: str, at: int, result: CommandResult) -> None:
+        pending = self._pending_commands.pop(result.nonce, None)
+        if pending is None or pending.request.lock_id != lock_id:
+            logger.warning("Lock %s reported on an unknown or expired command", lock_id)
+            return
+        request = pending.request
+        done = result.result == "done"
+        logger.info(
+            "Remote %s of %s for %s: %s%s",
+            request.action.name.lower(),
+            lock_id,
+            pending.user,
+            result.result,
+            f" ({result.reason})" if result.reason else "",
+        )
+        self.audit(
+            who=pending.user,
+            lock_id=lock_id,
+            channel="remote",
+            action=request.action.name.lower(),
+            result="granted" if done else "failed",
+            reason=result.reason,
+        )
+        self._reply(
+            request,
+            pending.response_topic,
+            pending.correlation,
+            "done" if done else "failed",
+            result.reason,
+            result.bolt or "unknown",
+        )
+        health = self.store.lock_health(lock_id)
+        if health is not None and result.bolt:
+            self.store.set_lock_health(
+                LockHealth(
+                    lock_id,
+                    health.online,
+                    health.last_heartbeat,
+                    result.bolt,
+                    health.revocation_version_applied,
+                    health.changed_at,
+                )
+            )
+
+    def _on_lockout(self, lock_id: str, at: int, seq: int, epoch: int, lockout: Lockout) -> None:
+        detail = (
+            f"{lockout.failures} failed BLE tokens at {lock_id} within "
+            f"{self.site.failure_window_s} s; tokens refused for "
+            f"{max(0, lockout.until - at)} s"
+        )
+        logger.warning("INTRUSION: %s", detail)
+        if self.audit(
+            who="",
+            lock_id=lock_id,
+            channel="ble",
+            action="lockout",
+            result="alert",
+            reason="too_many_failures",
+            attempt=lockout.failures,
+            event_key=f"report/{lock_id}/{epoch}/{seq}",
+            at=at,
+        ):
+            self.alert("intrusion", lock_id=lock_id, subject=lock_id, detail=detail)
+
+    def _on_heartbeat(self, lock_id: str, at: int, heartbeat: Heartbeat) -> None:
+        now = self._clock()
+        if at < now - 2 * self.site.heartbeat_s:
+            return  # an old heartbeat uploaded after an outage says nothing about now
+        before = self.store.lock_health(lock_id)
+        self.store.set_lock_health(
+            LockHealth(
+                lock_id,
+                True,
+                at,
+                heartbeat.bolt,
+                heartbeat.revocation_version,
+                before.changed_at if before is not None and before.online else int(now),
+            )
+        )
+        if before is None or not before.online:
+            logger.info("Lock %s is online (bolt %s)", lock_id, heartbeat.bolt)
+            self.audit(who="", lock_id=lock_id, channel="system", action="online", result="info")
+            if before is not None:
+                self.alert(
+                    "lock_online",
+                    lock_id=lock_id,
+                    subject=lock_id,
+                    detail=f"{lock_id} is back online",
+                )
+
+    def _on_availability(self, lock_id: str, payload: bytes) -> None:
+        if payload == topics.OFFLINE:
+            self._mark_offline(lock_id, "the lock's connection dropped (last will)")
+
+    def _check_heartbeats(self, now: float) -> None:
+        limit = 2 * self.site.heartbeat_s + 1
+        for lock in self.store.list_locks():
+            health = self.store.lock_health(lock.lock_id)
+            if health is None:
+                if now - self._started_at > limit:
+                    self._mark_offline(lock.lock_id, "no heartbeat since the backend started")
+            elif health.online and (health.last_heartbeat or 0) < now - limit:
+                self._mark_offline(lock.lock_id, "two heartbeats missed")
+
+    def _mark_offline(self, lock_id: str, why: str) -> None:
+        if self.store.get_lock(lock_id) is None:
+            return
+        before = self.store.lock_health(lock_id)
+        if before is not None and not before.online:
+            return
+        now = int(self._clock())
+        self.store.set_lock_health(
+            LockHealth(
+                lock_id,
+                False,
+                before.last_heartbeat if before else None,
+                before.bolt_state if before else "unknown",
+                before.revocation_version_applied if before else 0,
+                now,
+            )
+        )
+        logger.warning("Lock %s is OFFLINE: %s", lock_id, why)
+        self.audit(
+            who="", lock_id=lock_id, channel="system", action="offline", result="alert", reason=why
+        )
+        self.alert(
+            "lock_offline", lock_id=lock_id, subject=lock_id, detail=f"{lock_id} offline: {why}"
+        )
+
+    # --- what the locks must hold ---------------------------------------------------------------
+
+    def publish_lock_state(self) -> None:
+        """Command keys and revocation lists, retained, for every lock whose version moved."""
+        now = self._clock()
+        removed: list[str] | None = None
+        for lock in self.store.list_locks():
+            if self._published_keys.get(lock.lock_id) != lock.command_epoch:
+                delivery = make_command_key_delivery(
+                    master=self._command_master,
+                    lock_id=lock.lock_id,
+                    epoch=lock.command_epoch,
+                    now=now,
+                    lock_public=self.directory.lock_public(lock.lock_id),
+                    backend_key=self._backend_key,
+                )
+                self._outbox.put(
+                    topics.lock_topic(lock.lock_id, "command_key"), bytes(delivery), retain=True
+                )
+                self._published_keys[lock.lock_id] = lock.command_epoch
+            if self._published_revocations.get(lock.lock_id) != lock.revocation_version:
+                if removed is None:
+                    removed = self.store.recently_removed_users(since=int(now) - MAX_KEY_TTL_S)
+                revocations = make_revocation_list(
+                    version=lock.revocation_version,
+                    lock_id=lock.lock_id,
+                    pass_ids=self.store.revoked_pass_ids(lock.lock_id, now=int(now)),
+                    users=removed,
+                    now=now,
+                    backend_key=self._backend_key,
+                )
+                self._outbox.put(
+                    topics.lock_topic(lock.lock_id, "revocations"), bytes(revocations), retain=True
+                )
+                self._published_revocations[lock.lock_id] = lock.revocation_version
+                logger.info(
+                    "Published revocation list v%d for %s (%d passes, %d users)",
+                    revocations.version,
+                    lock.lock_id,
+                    len(revocations.pass_ids),
+                    len(revocations.users),
+                )
+
+
+def _lock_of_request(payload: bytes) -> str:
+    from smartlock.core.messages import SessionRequest
+
+    try:
+        return SessionRequest.from_bytes(payload).lock_id
+    except Rejected:
+        return ""

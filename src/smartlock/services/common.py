@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from smartlock.adapters.mqtt import BrokerUnavailable
 from smartlock.core.errors import Reason, Rejected
@@ -40,24 +42,50 @@ class Rejections:
         return "rejected: " + ", ".join(f"{r}={n}" for r, n in sorted(self.counts.items()))
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+    correlation_data: bytes | None = None  # MQTT v5, for an answer on a response topic
+
+
+class Publish(Protocol):
+    async def __call__(
+        self, topic: str, payload: bytes, *, retain: bool, correlation_data: bytes | None
+    ) -> None: ...
+
+
 class Outbox:
     """Messages waiting for the broker: kept in order across reconnects until published."""
 
     def __init__(self) -> None:
-        self._items: deque[tuple[str, bytes]] = deque()
+        self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, topic: str, payload: bytes) -> None:
-        self._items.append((topic, payload))
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        self._items.append(Outgoing(topic, payload, retain, correlation_data))
         self._ready.set()
 
-    async def drain(self, publish: Callable[[str, bytes], Awaitable[None]]) -> None:
+    async def drain(self, publish: Publish) -> None:
         """Publish forever; an item is removed only after its publish succeeded."""
         while True:
             await self._ready.wait()
             while self._items:
-                topic, payload = self._items[0]
-                await publish(topic, payload)
+                item = self._items[0]
+                await publish(
+                    item.topic,
+                    item.payload,
+                    retain=item.retain,
+                    correlation_data=item.correlation_data,
+                )
                 self._items.popleft()
             self._ready.clear()
 

@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from smartlock.adapters.processes import Child, ChildFailed
+from smartlock.admin import create_site
 from smartlock.broker import free_port
 from smartlock.core.errors import SmartlockError
-from smartlock.site import Site, provision_site
+from smartlock.site import Site
 
 LOCK_ID = "lock_01"
 GUEST_ID = "guest_01"
+OWNER_ID = "owner"
 COLORS = {
     "broker": "magenta",
     "radio": "blue",
@@ -73,6 +75,27 @@ class Demo:
         result: dict[str, object] = json.loads(guest.stdout_lines[-1])
         return result
 
+    async def remote_unlock(self) -> dict[str, object]:
+        """The owner opens the door from afar: ``smartlock remote unlock``."""
+        owner = Child.smartlock(
+            "owner",
+            "remote",
+            "unlock",
+            LOCK_ID,
+            "--id",
+            OWNER_ID,
+            "--site",
+            str(self.site.root),
+            "--json",
+            on_line=self.show,
+        )
+        await owner.start()
+        code = await owner.wait(timeout_s=30)
+        if code != 0 or not owner.stdout_lines:
+            raise ChildFailed(f"the owner's remote unlock failed (exit code {code})")
+        result: dict[str, object] = json.loads(owner.stdout_lines[-1])
+        return result
+
     async def stop(self) -> None:
         for child in reversed(self.children):
             await child.stop()
@@ -83,27 +106,31 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
     root = Path(tempfile.mkdtemp(prefix="smartlock-demo-"))
     started = time.perf_counter()
     console.print(f"[bold]smartlock demo[/]: provisioning a site in {root}")
-    site = provision_site(
+    site = create_site(
         root,
         locks=[LOCK_ID],
+        owners=[OWNER_ID],
         guests=[GUEST_ID],
-        grants=[(GUEST_ID, LOCK_ID)],
         broker_host="127.0.0.1",
         broker_port=free_port(),
     )
     console.print(
         f"Site ready in {time.perf_counter() - started:.1f} s: CA, broker certificate, "
-        f"RSA keys for backend, {LOCK_ID} and {GUEST_ID}, hashed broker passwords, ACL"
+        f"RSA keys for backend, {LOCK_ID}, {OWNER_ID} and {GUEST_ID}, hashed broker passwords, "
+        f"ACL, and a store where {GUEST_ID} holds a 30-day pass for {LOCK_ID}"
     )
     demo = Demo(site, console, verbose)
     summary: dict[str, object] = {"unlocked": False, "lock_id": LOCK_ID, "guest_id": GUEST_ID}
     try:
         await demo.start("broker", "broker", ready=[r"Broker listening"])
         await demo.start("radio", "radio-hub", ready=[r"Radio hub ready"])
-        await demo.start("backend", "backend", ready=[r"Backend listening for session requests"])
+        backend = await demo.start(
+            "backend", "backend", ready=[r"Backend listening for session requests"]
+        )
         lock = await demo.start(
             "lock",
             "lock",
+            "run",
             "--id",
             LOCK_ID,
             ready=[r"Subscribed to locks/lock_01/session", r"Scanning for BLE advertisements"],
@@ -117,17 +144,29 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
             delivery = await lock.wait_for(
                 r"Received session key .*\((\d+) bytes\)", after=mark, timeout_s=5
             )
+            remote_mark = len(backend.lines)
+            remote = await demo.remote_unlock()
+            command = await backend.wait_for(
+                r"Remote unlock of lock_01 for owner sent to the lock \((\d+) bytes\)",
+                after=remote_mark,
+                timeout_s=5,
+            )
             wire = dict(result["wire_bytes"])  # type: ignore[call-overload]
             summary = {
                 "unlocked": bool(unlocked),
                 "lock_id": LOCK_ID,
                 "guest_id": GUEST_ID,
-                "timings_ms": result["timings_ms"],
+                "timings_ms": {
+                    **result["timings_ms"],  # type: ignore[dict-item]
+                    "remote_unlock": remote["round_trip_ms"],
+                },
+                "remote_unlock": remote["result"],
                 "wire_bytes": {
                     "session_request": wire["session_request"],
                     "lock_delivery": int(delivery.group(1)),
                     "guest_delivery": wire["guest_delivery"],
                     "advertisement": wire["advertisement"],
+                    "remote_command": int(command.group(1)),
                 },
             }
             if once:

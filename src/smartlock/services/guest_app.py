@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from smartlock import crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.radio import Radio, open_radio
+from smartlock.core import topics
 from smartlock.core.access import access_ack_is_valid
 from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError
 from smartlock.core.issuance import SessionKey, open_denial, open_guest_delivery
@@ -56,6 +57,12 @@ class UnlockResult:
     advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS
 
 
+@dataclass(frozen=True)
+class HeldKey:
+    key: SessionKey
+    received: float  # time.monotonic() when it arrived: tokens count slots from there
+
+
 class GuestApp:
     def __init__(
         self,
@@ -66,9 +73,9 @@ class GuestApp:
         advertising_interval_ms: float = DEFAULT_ADVERTISING_INTERVAL_MS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if guest_id not in site.guests:
+        if guest_id not in site.users:
             raise ConfigError(
-                f"no guest {guest_id!r} in site {site.root} (guests: {', '.join(site.guests)})"
+                f"no user {guest_id!r} in site {site.root} (users: {', '.join(site.users)})"
             )
         self.site = site
         self.guest_id = guest_id
@@ -82,11 +89,11 @@ class GuestApp:
 
     @property
     def session_topic(self) -> str:
-        return f"guests/{self.guest_id}/session"
+        return topics.user_topic(self.guest_id, "session")
 
     @property
     def events_topic(self) -> str:
-        return f"guests/{self.guest_id}/events"
+        return topics.user_topic(self.guest_id, "events")
 
     async def open_door(
         self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0
@@ -135,7 +142,7 @@ class GuestApp:
     ) -> SessionKey:
         request = SessionRequest(crypto.random_bytes(ID_BYTES), int(self._clock()), lock_id)
         payload = bytes(request)
-        await mqtt.publish(f"backend/session_requests/{self.guest_id}", payload)
+        await mqtt.publish(topics.session_requests(self.guest_id), payload)
         result.wire_bytes["session_request"] = len(payload)
         logger.info("Requested session key for %s (%d bytes)", lock_id, len(payload))
         async for message in messages:
@@ -182,28 +189,9 @@ class GuestApp:
         result: UnlockResult,
     ) -> None:
         received = time.monotonic()
-        issued_at = key.header.issued_at
-        # issued_at is whole seconds of the backend's clock; the key reached us within about one
-        elapsed_at_receipt = 0.5
 
         async def advertise_fresh_tokens() -> None:
-            counter = 0
-            while True:
-                backend_now = issued_at + elapsed_at_receipt + time.monotonic() - received
-                slot = token_slot(issued_at, backend_now)
-                if slot != counter:
-                    counter = slot
-                    data = advertising_data(make_token(key, counter, action))
-                    await radio.advertise(data, interval_ms=self._interval_ms)
-                    result.tokens_advertised += 1
-                    result.wire_bytes["advertisement"] = len(data)
-                    logger.info(
-                        "Advertising with token #%d under key %s (%d bytes)",
-                        counter,
-                        key.handle,
-                        len(data),
-                    )
-                await asyncio.sleep(0.1)
+            await self._advertise_tokens(radio, key, action, result, received)
 
         advertiser = asyncio.create_task(advertise_fresh_tokens(), name="guest-advertiser")
         try:
@@ -222,6 +210,67 @@ class GuestApp:
             advertiser.cancel()
             await asyncio.gather(advertiser, return_exceptions=True)
             await radio.stop_advertising()
+
+    async def _advertise_tokens(
+        self,
+        radio: Radio,
+        key: SessionKey,
+        action: Action,
+        result: UnlockResult,
+        received: float,
+    ) -> None:
+        """Advertise a fresh token at each new time slot of ``key``, forever."""
+        issued_at = key.header.issued_at
+        # issued_at is whole seconds of the backend's clock; the key reached us within about one
+        elapsed_at_receipt = 0.5
+        counter = 0
+        while True:
+            backend_now = issued_at + elapsed_at_receipt + time.monotonic() - received
+            slot = token_slot(issued_at, backend_now)
+            if slot != counter:
+                counter = slot
+                data = advertising_data(make_token(key, counter, action))
+                await radio.advertise(data, interval_ms=self._interval_ms)
+                result.tokens_advertised += 1
+                result.wire_bytes["advertisement"] = len(data)
+                logger.info(
+                    "Advertising with token #%d under key %s (%d bytes)",
+                    counter,
+                    key.handle,
+                    len(data),
+                )
+            await asyncio.sleep(0.1)
+
+    # --- a key kept for later: the door works while the broker is away -----------------------
+
+    async def obtain_key(self, lock_id: str, *, timeout_s: float = 15.0) -> HeldKey:
+        """Ask for a key and keep it (e.g. before a trip to a door without network)."""
+        result = UnlockResult(lock_id, self.guest_id, Action.UNLOCK)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with MqttConnection(self.site, self.site.credentials(self.guest_id)) as mqtt:
+                    await mqtt.subscribe(self.session_topic)
+                    key = await self._request_key(mqtt, mqtt.messages(), lock_id, result)
+        except TimeoutError:
+            raise UnlockFailed(f"no key for {lock_id} within {timeout_s:.0f} s") from None
+        return HeldKey(key, time.monotonic())
+
+    async def advertise_held_key(
+        self, held: HeldKey, *, seconds: float, action: Action = Action.UNLOCK
+    ) -> int:
+        """Advertise fresh tokens of a held key for ``seconds``, without the broker; how many."""
+        result = UnlockResult(held.key.header.lock_id, self.guest_id, action)
+        async with self.radio as radio:
+            advertiser = asyncio.create_task(
+                self._advertise_tokens(radio, held.key, action, result, held.received)
+            )
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                advertiser.cancel()
+                await asyncio.gather(advertiser, return_exceptions=True)
+                await radio.stop_advertising()
+        return result.tokens_advertised
 
     def _confirms(self, payload: bytes, key: SessionKey) -> bool:
         try:

@@ -1,0 +1,153 @@
+"""Revocation that holds while a lock is offline, and lockouts with alerts after repeated
+failures -- per lock for BLE tokens, per user for remote requests."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from conftest import (
+    OWNER,
+    Sniffer,
+    System,
+    cli,
+    cli_json,
+    new_site_dir,
+    provision,
+    start_system,
+)
+
+from smartlock.adapters.processes import Child
+from smartlock.adapters.store.records import PassRecord
+from smartlock.admin import open_store
+from smartlock.core.token import advertising_data, make_token, token_slot
+from smartlock.services.guest_app import GuestApp
+
+LOCKOUT_S = 6
+
+
+@pytest_asyncio.fixture(scope="module")
+async def system() -> AsyncIterator[System]:
+    root = new_site_dir()
+    site = provision(root, max_failures=3, failure_window_s=300, lockout_s=LOCKOUT_S)
+    running = await start_system(site)
+    yield running
+    await running.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def _watch(system: System, user: str, count: int) -> Child:
+    child = Child.smartlock(
+        f"watch-{user}",
+        "watch",
+        "--id",
+        user,
+        "--count",
+        str(count),
+        "--timeout",
+        "20",
+        "--site",
+        str(system.site.root),
+    )
+    await child.start()
+    await child.wait_for(rf"Watching alerts for {user}")
+    return child
+
+
+def _pass_of(system: System, guest: str, lock_id: str) -> PassRecord:
+    with open_store(system.site) as store:
+        return store.list_passes(guest=guest, lock_id=lock_id, include_inactive=True, now=0)[0]
+
+
+async def test_pass_revoked_while_the_lock_is_offline_stops_the_guests_key_at_reconnect(
+    system: System,
+) -> None:
+    # The guest holds a valid key for lock_01, then the lock loses the broker.
+    held = await GuestApp(system.site, "guest_01").obtain_key("lock_01")
+    await system.locks["lock_01"].stop()
+    pass_id = _pass_of(system, "guest_01", "lock_01").pass_id
+    revoked = await cli(system.site, "pass", "revoke", str(pass_id))
+    assert revoked.returncode == 0, revoked.output()
+    await system.backend.wait_for(r"Published revocation list v2 for lock_01 \(1 passes")
+    # The lock comes back: it applies the list before it handles anything else.
+    lock = await system.start_lock("lock_01")
+    applied = await lock.wait_for(r"Applied revocation list v2: 1 passes .* 1 keys dropped")
+    subscribed = await lock.wait_for(r"Subscribed to locks/lock_01/session")
+    assert applied.string in lock.lines[: lock.lines.index(subscribed.string)]
+    assert held.key.header.expires_at > time.time() + 60  # the key itself is still unexpired
+    advertised = await GuestApp(system.site, "guest_01").advertise_held_key(held, seconds=2.5)
+    assert advertised >= 1
+    await lock.wait_for(r"Rejected advertisement .*pass_revoked")
+    assert lock.count(r"UNLOCKED lock_01") == 0
+    # and the revoked guest cannot get a new key either
+    assert _pass_of(system, "guest_01", "lock_01").revoked
+
+
+async def test_fourth_bad_token_locks_the_lock_out_and_alerts_owner_within_a_second(
+    system: System,
+) -> None:
+    lock = system.locks["lock_02"]
+    held = await GuestApp(system.site, "guest_02").obtain_key("lock_02")
+    watcher = await _watch(system, OWNER, 1)
+    mark = len(lock.lines)
+    slot = token_slot(held.key.header.issued_at, time.time())
+    async with Sniffer(system.site) as attacker:
+        for forged in range(4):  # a valid frame with its tag altered: four distinct failures
+            frame = bytearray(bytes(make_token(held.key, slot)))
+            frame[-1 - forged] ^= 0x01
+            await attacker.replay(advertising_data(bytes(frame)), seconds=0.4)
+    intrusion = await lock.wait_for(r"INTRUSION: 4 failed tokens at lock_02", after=mark)
+    detected_at = time.monotonic()
+    alert = await watcher.wait_for(r"intrusion .*lock_02", timeout_s=5)
+    assert time.monotonic() - detected_at < 1.0, (intrusion.string, alert.string)
+    assert await watcher.wait(timeout_s=5) == 0
+    # during the lockout even the genuine key is refused
+    mark = len(lock.lines)
+    await GuestApp(system.site, "guest_02").advertise_held_key(held, seconds=1.5)
+    await lock.wait_for(r"Rejected advertisement .*locked_out", after=mark)
+    assert lock.count(r"UNLOCKED lock_02") == 0
+    audit = await cli_json(system.site, "audit", "--lock", "lock_02")
+    refused = [e for e in audit if e["channel"] == "ble" and e["result"] == "denied"]
+    assert [e["attempt"] for e in refused][-4:] == [1, 2, 3, 4]
+    assert any(e["action"] == "lockout" and e["result"] == "alert" for e in audit)
+    # after the cooling period the door opens again for the guest
+    await asyncio.sleep(LOCKOUT_S)
+    await GuestApp(system.site, "guest_02").advertise_held_key(held, seconds=2.5)
+    await lock.wait_for(r"UNLOCKED lock_02 for guest_02")
+
+
+async def test_fourth_refused_remote_request_locks_the_user_out_but_not_the_owner(
+    system: System,
+) -> None:
+    watcher = await _watch(system, OWNER, 1)
+    outcomes = []
+    for _ in range(5):
+        child = await cli(system.site, "remote", "unlock", "lock_01", "--id", "guest_02")
+        assert child.returncode == 1
+        outcomes.append(child.output())
+    assert all("role_not_allowed" in out for out in outcomes[:4]), outcomes
+    assert "denied: locked_out" in outcomes[4]
+    alert = await watcher.wait_for(r"intrusion .*guest_02", timeout_s=5)
+    assert "4 failed attempts" in alert.string
+    owner = await cli_json(system.site, "remote", "unlock", "lock_01", "--id", OWNER)
+    assert owner["result"] == "done"
+    audit = await cli_json(system.site, "audit", "--user", "guest_02")
+    remote = [e for e in audit if e["channel"] == "remote" and e["action"] == "unlock"]
+    assert [e["attempt"] for e in remote][-5:-1] == [1, 2, 3, 4]
+    assert remote[-1]["reason"] == "locked_out"
+
+
+async def test_the_audit_log_names_the_first_tampered_entry(system: System) -> None:
+    import sqlite3
+
+    intact = await cli(system.site, "audit", "verify")
+    assert intact.returncode == 0, intact.output()
+    database = system.site.root / "backend" / "store.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE audit SET reason = reason || ' (edited)' WHERE seq = 3")
+    tampered = await cli(system.site, "audit", "verify")
+    assert tampered.returncode == 1
+    assert "#3" in tampered.output()
