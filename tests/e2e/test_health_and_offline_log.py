@@ -3,6 +3,7 @@ reaches the audit log when it is back; users added at run time without a broker 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -198,3 +199,18 @@ async def test_a_user_added_at_run_time_gets_in_without_a_broker_restart(system:
         async with MqttConnection(site, credentials):
             pass
     assert refused.value.refused
+
+
+async def test_a_command_that_timed_out_is_not_executed_when_the_lock_comes_back(
+    system: System,
+) -> None:
+    """The requester was told "failed": the broker drops the undelivered command (v5 expiry)."""
+    await system.locks["lock_02"].stop()
+    answer = await cli(system.site, "remote", "unlock", "lock_02", "--id", OWNER, "--json")
+    assert answer.returncode == 1
+    assert '"reason": "lock_unreachable"' in answer.output()
+    await asyncio.sleep(1.5)  # past the message's expiry
+    lock = await system.start_lock("lock_02")
+    await asyncio.sleep(1.0)  # anything queued would have arrived by now
+    assert not [line for line in lock.lines if "remote command" in line]
+    assert lock.count(r"UNLOCKED lock_02") == 0

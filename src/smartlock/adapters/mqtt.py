@@ -160,14 +160,19 @@ class MqttConnection:
         retain: bool = False,
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
+        expiry_s: int | None = None,
     ) -> None:
+        """QoS 1.  ``expiry_s`` (MQTT v5 message expiry): the broker drops the message if it
+        could not deliver it within that many seconds (e.g. to a lock that is offline)."""
         properties = None
-        if response_topic is not None or correlation_data is not None:
+        if response_topic is not None or correlation_data is not None or expiry_s is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             if response_topic is not None:
                 properties.ResponseTopic = response_topic
             if correlation_data is not None:
                 properties.CorrelationData = correlation_data
+            if expiry_s is not None:
+                properties.MessageExpiryInterval = expiry_s
         try:
             await self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         except aiomqtt.MqttError as exc:

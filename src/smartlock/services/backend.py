@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ class Backend:
         self._event_ids = RecentIds(window_s=EVENT_MEMORY_S)
         self._command_ids = RecentIds(window_s=EVENT_MEMORY_S)
         self._pending_commands: dict[bytes, _PendingCommand] = {}  # by the command's nonce
+        self._late_commands: dict[bytes, _PendingCommand] = {}  # timed out, still remembered
         self._published_keys: dict[str, int] = {}  # lock -> command key epoch published
         self._published_revocations: dict[str, int] = {}  # lock -> revocation list version
         self._started_at = clock()
@@ -427,7 +429,13 @@ class Backend:
             user,
             len(payload),
         )
-        self._outbox.put(topics.lock_topic(lock.lock_id, "commands"), payload)
+        # Undelivered within the timeout, the broker drops it: a lock that comes back later
+        # must not act on a command whose requester was already told it failed.
+        self._outbox.put(
+            topics.lock_topic(lock.lock_id, "commands"),
+            payload,
+            expiry_s=max(1, math.ceil(self._command_timeout_s)),
+        )
 
     def _reply(
         self,
@@ -449,10 +457,15 @@ class Backend:
         self._outbox.put(topic, bytes(reply), correlation_data=correlation)
 
     def _expire_commands(self, now: float) -> None:
+        keep_s = 2 * self.site.command_window_s
+        for nonce, late in list(self._late_commands.items()):
+            if now > late.deadline + keep_s:
+                del self._late_commands[nonce]
         for nonce, pending in list(self._pending_commands.items()):
             if now < pending.deadline:
                 continue
             del self._pending_commands[nonce]
+            self._late_commands[nonce] = pending  # a report may still come (a close race)
             request = pending.request
             logger.warning("Lock %s did not answer a remote command in time", request.lock_id)
             self.audit(
@@ -552,6 +565,25 @@ class Backend:
 
     def _on_command_result(self, lock_id: str, at: int, result: CommandResult) -> None:
         pending = self._pending_commands.pop(result.nonce, None)
+        late = self._late_commands.pop(result.nonce, None)
+        if late is not None and late.request.lock_id == lock_id:
+            # The requester was told "failed"; the door still acted: the log must say so.
+            logger.warning(
+                "Lock %s reported a remote %s for %s after the timeout: %s",
+                lock_id,
+                late.request.action.name.lower(),
+                late.user,
+                result.result,
+            )
+            self.audit(
+                who=late.user,
+                lock_id=lock_id,
+                channel="remote",
+                action=late.request.action.name.lower(),
+                result="granted" if result.result == "done" else "failed",
+                reason="after_timeout",
+            )
+            return
         if pending is None or pending.request.lock_id != lock_id:
             logger.warning("Lock %s reported on an unknown or expired command", lock_id)
             return

@@ -48,11 +48,18 @@ class Outgoing:
     payload: bytes
     retain: bool = False
     correlation_data: bytes | None = None  # MQTT v5, for an answer on a response topic
+    expiry_s: int | None = None  # MQTT v5 message expiry: undelivered by then, dropped
 
 
 class Publish(Protocol):
     async def __call__(
-        self, topic: str, payload: bytes, *, retain: bool, correlation_data: bytes | None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool,
+        correlation_data: bytes | None,
+        expiry_s: int | None,
     ) -> None: ...
 
 
@@ -70,8 +77,9 @@ class Outbox:
         *,
         retain: bool = False,
         correlation_data: bytes | None = None,
+        expiry_s: int | None = None,
     ) -> None:
-        self._items.append(Outgoing(topic, payload, retain, correlation_data))
+        self._items.append(Outgoing(topic, payload, retain, correlation_data, expiry_s))
         self._ready.set()
 
     async def drain(self, publish: Publish) -> None:
@@ -85,6 +93,7 @@ class Outbox:
                     item.payload,
                     retain=item.retain,
                     correlation_data=item.correlation_data,
+                    expiry_s=item.expiry_s,
                 )
                 self._items.popleft()
             self._ready.clear()

@@ -79,3 +79,18 @@ def test_recently_removed_users_are_those_removed_since(store: Store) -> None:
     store.add_user("grace", Role.GUEST, now=NOW + 40)  # back again: no longer removed
     assert store.recently_removed_users(since=NOW + 20) == ["frank"]
     assert store.recently_removed_users(since=NOW) == ["erin", "frank"]
+
+
+def test_removing_a_user_without_passes_still_bumps_every_locks_revocation_list(
+    store: Store,
+) -> None:
+    """An owner's or resident's keys need no pass: only the list of removed users stops them."""
+    store.add_lock("front", now=NOW)
+    store.add_lock("garage", now=NOW)
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    assert store.remove_user("rita", now=NOW + 5) == []
+    assert {lock.lock_id: lock.revocation_version for lock in store.list_locks()} == {
+        "front": 2,
+        "garage": 2,
+    }
+    assert store.recently_removed_users(since=NOW) == ["rita"]

@@ -149,7 +149,9 @@ class Store:
     def remove_user(self, name: str, *, now: int) -> list[int]:
         """Remove a user (the row stays, marked removed) and revoke every pass it still holds.
 
-        Each lock concerned gets one revocation-version bump.  Returns the revoked pass ids.
+        Every lock gets one revocation-version bump: the removed user is named in every lock's
+        revocation list (an owner's or resident's keys work at any lock and have no pass to
+        revoke).  Returns the revoked pass ids.
         """
         with self._writing() as session:
             row = session.get(UserRow, name, with_for_update=True)
@@ -166,7 +168,7 @@ class Store:
             ).all()
             for pass_row in passes:
                 pass_row.revoked_at = now
-            _bump_revocation_versions(session, {pass_row.lock_id for pass_row in passes})
+            _bump_revocation_versions(session, set(session.scalars(select(LockRow.lock_id)).all()))
             return [pass_row.pass_id for pass_row in passes]
 
     def get_user(self, name: str) -> UserRecord | None:
