@@ -18,10 +18,10 @@ from pathlib import Path
 
 from smartlock import broker
 from smartlock.adapters.store import Store
-from smartlock.adapters.store.records import AuditRecord, LockRecord, PassRecord, UserRecord
 from smartlock.core.errors import ConfigError
 from smartlock.core.issuance import DEFAULT_KEY_TTL_S
 from smartlock.core.passes import WeeklyHours
+from smartlock.core.records import AuditRecord, LockRecord, PassRecord, UserRecord
 from smartlock.core.roles import Role
 from smartlock.core.wire import check_identifier
 from smartlock.site import (

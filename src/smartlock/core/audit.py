@@ -7,7 +7,7 @@ Rules:
   :data:`GENESIS_TAG` (16 zero bytes).
 * ``tag = crypto.mac(audit_key, b"smartlock/v1/audit", encoding)``, where ``encoding`` is the
   canonical, length-prefixed :class:`~smartlock.core.wire.Writer` encoding of ``prev_tag``,
-  ``seq`` and every :class:`~smartlock.adapters.store.records.AuditRecord` field in a fixed
+  ``seq`` and every :class:`~smartlock.core.records.AuditRecord` field in a fixed
   order (see :func:`encode_for_tag`).  A ``None`` ``event_key`` encodes differently from ``""``.
 * The chain is *keyed*: ``audit_key`` (32 bytes) lives in a file in the backend's directory, not in
   the database, so someone who can edit the database can alter rows but cannot recompute the tags.
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from smartlock import crypto
 from smartlock.core.wire import Writer
 
-if TYPE_CHECKING:  # only the types: the core must not import the store adapter (SQLAlchemy)
-    from smartlock.adapters.store.records import AuditEntry, AuditRecord
+if TYPE_CHECKING:  # annotations only
+    from smartlock.core.records import AuditEntry, AuditRecord
 
 GENESIS_TAG = bytes(crypto.MAC_BYTES)
 """The ``prev_tag`` of entry 1: 16 zero bytes."""

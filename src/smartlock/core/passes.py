@@ -1,6 +1,6 @@
 """Guest passes: when a pass lets its guest in (README, "Roles": guests enter through passes).
 
-A pass (:class:`~smartlock.adapters.store.records.PassRecord`) allows access at ``now`` unless,
+A pass (:class:`~smartlock.core.records.PassRecord`) allows access at ``now`` unless,
 checked in this order:
 
 1. it was revoked (``pass_revoked``);
@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo
 
 from smartlock.core.errors import Reason, Rejected
 
-if TYPE_CHECKING:  # the store package imports SQLAlchemy; the core needs only the record's shape
-    from smartlock.adapters.store.records import PassRecord
+if TYPE_CHECKING:  # annotations only
+    from smartlock.core.records import PassRecord
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
 FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from smartlock.adapters.store.records import LockRecord, PassRecord, UserRecord
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.messages import NO_PASS, UNLIMITED_USES
 from smartlock.core.passes import choose_pass
+from smartlock.core.records import LockRecord, PassRecord, UserRecord
 from smartlock.core.roles import Role
 
 MAX_REQUEST_AGE_S = 60

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from smartlock import crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.store import Store
-from smartlock.adapters.store.records import AuditRecord, LockHealth
 from smartlock.core import topics
 from smartlock.core.access import open_access_event
 from smartlock.core.alerts import make_alert
@@ -52,6 +51,7 @@ from smartlock.core.policy import (
     decide_command,
     decide_key_request,
 )
+from smartlock.core.records import AuditRecord, LockHealth
 from smartlock.core.reports import CommandResult, Heartbeat, Lockout, TokenRefused, open_report
 from smartlock.core.revocation import make_revocation_list
 from smartlock.core.roles import Role
