@@ -8,7 +8,7 @@ import pytest
 
 from smartlock.core.alerts import Alert, make_alert, open_alert
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import MessageType
+from smartlock.core.messages import PROTOCOL_VERSION, MessageType
 from smartlock.core.wire import Writer
 
 NOW = 1_800_000_000.0
@@ -76,7 +76,7 @@ def _encoded_with_detail(alert: Alert, detail: str) -> bytes:
     """``alert``'s bytes with another detail but its own signature (what a forger can send)."""
     return (
         Writer()
-        .u8(1)
+        .u8(PROTOCOL_VERSION)
         .u8(MessageType.ALERT)
         .raw(alert.alert_id)
         .u32(alert.at)

@@ -24,7 +24,7 @@ from smartlock.core.commands import (
     seal_lock_command,
 )
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import Action, MessageType, SessionRequest
+from smartlock.core.messages import PROTOCOL_VERSION, Action, MessageType, SessionRequest
 
 NOW = 1_800_000_000.0
 LOCK = "lock1"
@@ -58,7 +58,7 @@ def test_command_request_round_trips(action: Action) -> None:
 
 def test_command_request_is_not_read_as_a_session_request() -> None:
     payload = bytes(_request())
-    assert payload[:2] == bytes([1, MessageType.COMMAND_REQUEST])
+    assert payload[:2] == bytes([PROTOCOL_VERSION, MessageType.COMMAND_REQUEST])
     assert _reason(SessionRequest.from_bytes, payload) is Reason.WRONG_TYPE
 
 
@@ -68,7 +68,7 @@ def test_command_request_is_not_read_as_a_session_request() -> None:
         (lambda p: p[:-1], Reason.MALFORMED),
         (lambda p: p + b"\x00", Reason.MALFORMED),
         (lambda p: p[:-1] + b"\x03", Reason.MALFORMED),  # no such action
-        (lambda p: b"\x02" + p[1:], Reason.WRONG_VERSION),
+        (lambda p: b"\x01" + p[1:], Reason.WRONG_VERSION),  # the version before this one
         (lambda p: p[:1] + bytes([MessageType.SESSION_REQUEST]) + p[2:], Reason.WRONG_TYPE),
     ],
     ids=["truncated", "trailing", "unknown-action", "version", "type"],

@@ -260,7 +260,7 @@ def test_unknown_user_is_never_answered(issuer, sent_at: float) -> None:
         (b"", Reason.MALFORMED),
         (_request()[:-1], Reason.MALFORMED),
         (_request() + b"\x00", Reason.MALFORMED),
-        (b"\x02" + _request()[1:], Reason.WRONG_VERSION),
+        (b"\x01" + _request()[1:], Reason.WRONG_VERSION),  # the version before this one
         (bytes(KeyAck(b"\x00" * 16, "lock1", b"\x00" * 16)), Reason.WRONG_TYPE),
         (_request() + b"\x00" * MAX_MESSAGE_BYTES, Reason.OVERSIZED),
     ],

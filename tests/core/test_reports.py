@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import Action, MessageType
+from smartlock.core.messages import PROTOCOL_VERSION, Action, MessageType
 from smartlock.core.reports import (
     CommandResult,
     Heartbeat,
@@ -68,7 +68,7 @@ def test_sealed_report_opens_to_the_same_report(body: ReportBody) -> None:
 @pytest.mark.parametrize("body", BODIES, ids=BODY_IDS)
 def test_report_is_header_fields_body_and_a_16_byte_tag(body: ReportBody) -> None:
     payload = _sealed(body)
-    assert payload[:2] == bytes([1, MessageType.LOCK_REPORT])
+    assert payload[:2] == bytes([PROTOCOL_VERSION, MessageType.LOCK_REPORT])
     # version, type | epoch | seq | at | kind | body (two-byte length) | tag
     assert len(payload) == 2 + 2 + 4 + 4 + 1 + 2 + len(body.encode()) + 16
 

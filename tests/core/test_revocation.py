@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import MAX_MESSAGE_BYTES, MessageType
+from smartlock.core.messages import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, MessageType
 from smartlock.core.revocation import (
     MAX_ENTRIES,
     RevocationList,
@@ -109,7 +109,14 @@ def test_list_the_lock_could_not_read_is_never_made(backend_key) -> None:
 
 
 def _unsigned_list(pass_count: int, users: list[bytes]) -> bytes:
-    writer = Writer().u8(1).u8(MessageType.REVOCATION_LIST).u32(4).u32(int(NOW)).text(LOCK)
+    writer = (
+        Writer()
+        .u8(PROTOCOL_VERSION)
+        .u8(MessageType.REVOCATION_LIST)
+        .u32(4)
+        .u32(int(NOW))
+        .text(LOCK)
+    )
     writer.u16(pass_count)
     for n in range(pass_count):
         writer.u32(n)
@@ -134,7 +141,7 @@ def test_list_with_a_bad_user_name_is_malformed(backend_key) -> None:
     [
         (lambda p: p[:-1], Reason.MALFORMED),
         (lambda p: p + b"\x00", Reason.MALFORMED),
-        (lambda p: b"\x02" + p[1:], Reason.WRONG_VERSION),
+        (lambda p: b"\x01" + p[1:], Reason.WRONG_VERSION),  # the version before this one
         (lambda p: p[:1] + bytes([MessageType.ALERT]) + p[2:], Reason.WRONG_TYPE),
     ],
     ids=["truncated", "trailing", "version", "type"],

@@ -14,7 +14,7 @@ async def test_bad_requests_are_rejected_and_the_backend_keeps_working(system: S
     good = bytes(SessionRequest(crypto.random_bytes(ID_BYTES), 0, "lock_01"))
     cases = {
         "malformed": good[:-3],
-        "wrong_version": b"\x02" + good[1:],
+        "wrong_version": b"\x01" + good[1:],  # the protocol before roles and passes
         "oversized": bytes(MAX_MESSAGE_BYTES + 1),
         "stale": good,  # sent_at = 1970
     }

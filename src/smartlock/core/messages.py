@@ -15,7 +15,7 @@ from enum import IntEnum
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.wire import Reader, Writer, check_identifier
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: keys carry their pass and use limit; access control messages
 MAX_MESSAGE_BYTES = 2048
 ID_BYTES = 16
 NO_PASS = 0  # pass id of keys issued to owners and residents (they need no pass)
