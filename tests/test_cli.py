@@ -151,7 +151,7 @@ def test_init_help_names_every_option_of_the_new_layout() -> None:
     assert result.exit_code == 0, result.output
     for option in ("--lock", "--owner", "--resident", "--guest", "--pass", "--pass-days",
                    "--heartbeat", "--timezone", "--db", "--key-ttl", "--max-failures",
-                   "--failure-window", "--lockout", "--force"):  # fmt: skip
+                   "--failure-window", "--lockout", "--command-window", "--force"):  # fmt: skip
         assert f" {option} " in result.stdout, option
     assert "--grant" not in result.stdout
 
@@ -279,8 +279,13 @@ def test_init_with_a_pass_naming_an_unknown_guest_or_lock_is_one_clean_line(
         pytest.param(["--port", "70000"], "--port must be 0..65535", id="port"),
         pytest.param(
             ["--lockout", "0"],
-            "--max-failures, --failure-window and --lockout must be at least 1",
+            "--max-failures, --failure-window, --lockout and --command-window must be at least 1",
             id="lockout",
+        ),
+        pytest.param(
+            ["--command-window", "0"],
+            "--max-failures, --failure-window, --lockout and --command-window must be at least 1",
+            id="command-window",
         ),
     ],
 )

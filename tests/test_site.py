@@ -701,3 +701,13 @@ def test_write_private_leaves_no_temporary_file_when_it_fails(
         assert (root / "state.json").read_bytes() == b"old"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_site_json_holding_a_database_password_is_readable_by_its_owner_only(
+    site_copy: Site,
+) -> None:
+    with_password = dataclasses.replace(site_copy, store_url="postgresql://app:s3cret@db/locks")
+    save_site(with_password)
+    assert stat.S_IMODE((site_copy.root / "site.json").stat().st_mode) == 0o600
+    save_site(dataclasses.replace(site_copy, store_url="postgresql://app@db/locks"))
+    assert stat.S_IMODE((site_copy.root / "site.json").stat().st_mode) == 0o644

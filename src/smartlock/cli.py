@@ -92,6 +92,12 @@ def init(
         int, typer.Option(help="Seconds over which failed attempts are counted.")
     ] = 300,
     lockout: Annotated[int, typer.Option(help="Seconds a lockout lasts.")] = 300,
+    command_window: Annotated[
+        int,
+        typer.Option(
+            help="Seconds a remote command stays valid around the lock's clock (clock skew)."
+        ),
+    ] = 30,
     db: DbOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing site in SITE_DIR.")
@@ -117,8 +123,10 @@ def init(
             pairs.append((guest_id, lock_id))
     if not 0 <= port <= 65535:
         raise fail("--port must be 0..65535")
-    if max_failures < 1 or failure_window < 1 or lockout < 1:
-        raise fail("--max-failures, --failure-window and --lockout must be at least 1")
+    if min(max_failures, failure_window, lockout, command_window) < 1:
+        raise fail(
+            "--max-failures, --failure-window, --lockout and --command-window must be at least 1"
+        )
     try:
         site = create_site(
             site_dir,
@@ -137,7 +145,11 @@ def init(
             force=force,
         )
         site = with_settings(
-            site, max_failures=max_failures, failure_window_s=failure_window, lockout_s=lockout
+            site,
+            max_failures=max_failures,
+            failure_window_s=failure_window,
+            lockout_s=lockout,
+            command_window_s=command_window,
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None

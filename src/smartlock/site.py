@@ -313,8 +313,21 @@ def _all_passwords(site: Site) -> dict[str, str]:
 
 
 def save_site(site: Site) -> None:
-    """Write site.json (atomically); for settings changed after provisioning."""
-    write_private(site.root / SITE_FILE, site.to_json().encode() + b"\n", mode=0o644)
+    """Write site.json (atomically).  Readable by others unless its database URL holds a
+    password (better kept out of it: PGPASSFILE or SMARTLOCK_DB)."""
+    secret = site.store_url is not None and _url_has_password(site.store_url)
+    write_private(
+        site.root / SITE_FILE, site.to_json().encode() + b"\n", mode=0o600 if secret else 0o644
+    )
+
+
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return True  # unreadable: assume the worst
 
 
 def add_identity(site: Site, identity: str, *, lock: bool) -> Site:

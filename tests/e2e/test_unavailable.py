@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from conftest import SNIFFER, System, new_site_dir, provision, run_guest
+from conftest import SNIFFER, System, cli_json, new_site_dir, provision, run_guest
 
 from smartlock.adapters.processes import Child
 from smartlock.site import Site
@@ -53,6 +53,8 @@ async def test_guest_is_told_when_the_lock_is_offline_then_succeeds_once_it_is_b
     guest = await run_guest(site, "lock_01", "guest_01", timeout_s=15)
     assert guest.returncode == 2
     assert "refused a key for lock_01: lock_unreachable" in guest.output()
+    audit = await cli_json(site, "audit", "--user", "guest_01")
+    assert [e["reason"] for e in audit if e["result"] == "failed"] == ["lock_unreachable"]
     system = System(site, children[-1], children[-2], backend)
     lock = await system.start_lock("lock_01")
     children.insert(0, lock)

@@ -165,12 +165,20 @@ class KeyIssuer:
 
     def expire(self, now: float) -> list[DenyGuest]:
         """Denials for every issuance whose lock did not acknowledge in time."""
+        return [denial for denial, _ in self.expire_with_locks(now)]
+
+    def expire_with_locks(self, now: float) -> list[tuple[DenyGuest, str]]:
+        """Like :meth:`expire`, each denial with the lock that did not answer."""
         late = [key_id for key_id, p in self._pending.items() if now >= p.deadline]
         denials = []
         for key_id in late:
             pending = self._pending.pop(key_id)
+            header = pending.key.header
             denials.append(
-                self._deny(pending.key.header.guest_id, pending.request_id, LOCK_UNREACHABLE, now)
+                (
+                    self._deny(header.guest_id, pending.request_id, LOCK_UNREACHABLE, now),
+                    header.lock_id,
+                )
             )
         return denials
 

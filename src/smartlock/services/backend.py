@@ -197,7 +197,9 @@ class Backend:
         )
         return self.store.append_audit(record) is not None
 
-    def _failure(self, user: str, rejected: Rejected, lock_id: str, now: float) -> int:
+    def _failure(
+        self, user: str, rejected: Rejected, lock_id: str, now: float, channel: str
+    ) -> int:
         """Count a refused request of ``user``; start a lockout (and alert) on one too many."""
         if rejected.reason in NOT_COUNTED or not user:
             return 0
@@ -215,7 +217,7 @@ class Backend:
             self.audit(
                 who=user,
                 lock_id=lock_id,
-                channel="remote",
+                channel=channel,
                 action="lockout",
                 result="alert",
                 reason=rejected.reason.value,
@@ -286,8 +288,16 @@ class Backend:
 
     def tick(self) -> None:
         now = self._clock()
-        for denial in self.issuer.expire(now):
+        for denial, lock_id in self.issuer.expire_with_locks(now):
             logger.warning("Lock did not confirm a key in time; telling %s", denial.guest_id)
+            self.audit(
+                who=denial.guest_id,
+                lock_id=lock_id,
+                channel="ble",
+                action="key_request",
+                result="failed",
+                reason=denial.reason,
+            )
             self._outbox.put(topics.user_topic(denial.guest_id, "session"), denial.payload)
         self._expire_commands(now)
         self.publish_lock_state()
@@ -324,13 +334,14 @@ class Backend:
                 self.audit(
                     who=user,
                     lock_id="",
-                    channel="remote",
+                    channel="ble",
                     action="key_request",
                     result="denied",
                     reason=rejected.reason.value,
                 )
             raise
         if isinstance(answer, DeliverToLock):
+            self.intrusion.record_success(f"user:{user}", now)
             logger.info(
                 "Issued session key %s for %s on %s, expires in %d s (lock delivery %d bytes)",
                 answer.key.handle,
@@ -352,7 +363,7 @@ class Backend:
         lock_id = _lock_of_request(payload)
         attempt = 0
         if answer.rejected is not None:
-            attempt = self._failure(user, answer.rejected, lock_id, now)
+            attempt = self._failure(user, answer.rejected, lock_id, now, "ble")
         logger.warning("Denied session key to %s: %s", user, answer.reason)
         self.audit(
             who=user,
@@ -389,7 +400,7 @@ class Backend:
                 lock=self.store.get_lock(request.lock_id),
             )
         except Rejected as rejected:
-            attempt = self._failure(user, rejected, request.lock_id, now)
+            attempt = self._failure(user, rejected, request.lock_id, now, "remote")
             logger.warning(
                 "Refused remote %s of %s by %s: %s", action, request.lock_id, user, rejected
             )
@@ -589,6 +600,8 @@ class Backend:
             return
         request = pending.request
         done = result.result == "done"
+        if done:
+            self.intrusion.record_success(f"user:{pending.user}", self._clock())
         logger.info(
             "Remote %s of %s for %s: %s%s",
             request.action.name.lower(),

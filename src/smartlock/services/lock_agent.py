@@ -29,7 +29,7 @@ from smartlock.adapters.radio import AdvertisingReport, open_radio
 from smartlock.core import topics
 from smartlock.core.access import make_access_event
 from smartlock.core.commands import CommandReceiver, open_command_key_delivery
-from smartlock.core.errors import ConfigError, Rejected
+from smartlock.core.errors import ConfigError, Reason, Rejected
 from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import DEFAULT_CLOCK_SKEW_S, make_key_ack
 from smartlock.core.lock_verifier import (
@@ -164,6 +164,7 @@ class LockAgent:
         self._syncing = False  # connected, revocation list not applied yet: handle nothing
         self._synced = asyncio.Event()
         self._held: list[Incoming] = []
+        self._next_lockout_report = 0.0
 
     def _restore(self, raw: bytes) -> None:
         try:
@@ -421,6 +422,11 @@ class LockAgent:
                 self._report(
                     TokenRefused(rejected.reason, rejected.who, rejected.pass_id, rejected.attempt)
                 )
+            elif rejected.reason is Reason.LOCKED_OUT and now >= self._next_lockout_report:
+                # attempts during a lockout are logged too, at most one a second (a flood of
+                # them must not fill the lock's storage or the audit log)
+                self._next_lockout_report = now + 1.0
+                self._report(TokenRefused(rejected.reason, "", 0, 0))
             if rejected.lockout_until is not None:
                 logger.warning(
                     "INTRUSION: %d failed tokens at %s; refusing tokens for %.0f s",
