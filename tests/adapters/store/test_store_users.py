@@ -94,3 +94,14 @@ def test_removing_a_user_without_passes_still_bumps_every_locks_revocation_list(
         "garage": 2,
     }
     assert store.recently_removed_users(since=NOW) == ["rita"]
+
+
+def test_bringing_back_a_removed_user_republishes_every_locks_list_without_the_name(
+    store: Store,
+) -> None:
+    store.add_lock("front", now=NOW)
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    store.remove_user("rita", now=NOW + 5)
+    store.add_user("rita", Role.GUEST, now=NOW + 10)
+    assert [lock.revocation_version for lock in store.list_locks()] == [3]
+    assert store.recently_removed_users(since=NOW) == []

@@ -129,7 +129,8 @@ class Store:
     # --- users -------------------------------------------------------------------------------
 
     def add_user(self, name: str, role: Role, *, now: int) -> UserRecord:
-        """Add a user, or bring back a removed one under ``role`` (its old passes stay revoked)."""
+        """Add a user, or bring back a removed one under ``role`` (its old passes stay revoked;
+        every lock gets a revocation list that no longer names the user)."""
         _identifier(name, "user name")
         role = Role(role)
         try:
@@ -142,6 +143,9 @@ class Store:
                     raise StoreError(f"user {name} already exists")
                 else:
                     row.role, row.created_at, row.removed_at = role.value, now, None
+                    # the locks' lists name the user as removed: new lists without the name
+                    all_locks = set(session.scalars(select(LockRow.lock_id)).all())
+                    _bump_revocation_versions(session, all_locks)
                 return rows.user_record(row)
         except IntegrityError:  # another process added the same name meanwhile
             raise StoreError(f"user {name} already exists") from None
