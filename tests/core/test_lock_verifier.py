@@ -13,7 +13,9 @@ from smartlock.core.issuance import SessionKey
 from smartlock.core.lock_verifier import (
     COUNTED_FAILURES,
     KEEP_EXPIRED_KEYS_S,
+    LOCK_SUBJECT,
     MAX_KEYS_PER_GUEST,
+    USE_MERGE_S,
     AccessGranted,
     KeyInstalled,
     LockVerifier,
@@ -323,7 +325,7 @@ def test_snapshot_names_this_lock_and_is_refused_by_another(verifier, key, make_
 
 def test_snapshot_of_another_version_is_refused(verifier, key, make_verifier) -> None:
     state = json.loads(verifier.snapshot())
-    state["version"] = 1  # the format before passes and revocations
+    state["version"] = 2  # the format before revoked users carried a time
     with pytest.raises(ValueError, match="unreadable"):
         make_verifier().restore(json.dumps(state).encode())
 
@@ -337,7 +339,7 @@ def test_snapshot_restores_to_an_equal_snapshot(verifier, key, make_verifier) ->
 
 def _valid_state() -> dict:
     return {
-        "version": 2,
+        "version": 3,
         "lock_id": LOCK,
         "keys": [
             {
@@ -356,7 +358,7 @@ def _valid_state() -> dict:
         "pass_uses": {"7": 1},
         "revocation_version": 3,
         "revoked_passes": [5],
-        "revoked_users": ["guest9"],
+        "revoked_users": [["guest9", int(NOW) - 5]],
         "revoked_keys": [["22" * 16, "guest1", 5, int(NOW) + 100]],
         "intrusion": IntrusionDetector().snapshot().decode(),
     }
@@ -403,6 +405,10 @@ GARBAGE = [
     pytest.param(_mutated(("retired_up_to",), []), id="retired-list"),
     pytest.param(_mutated(("retired_up_to",), None), id="retired-null"),
     pytest.param(_mutated(("retired_up_to",), {"Bad Guest": 1}), id="retired-bad-guest"),
+    pytest.param(_mutated(("revoked_users",), ["guest9"]), id="revoked-users-bare-names"),
+    pytest.param(_mutated(("revoked_users",), [["guest9"]]), id="revoked-user-no-time"),
+    pytest.param(_mutated(("revoked_users",), [["guest9", "soon"]]), id="revoked-before-text"),
+    pytest.param(_mutated(("revoked_users",), [["Bad Guest", 1]]), id="revoked-bad-user"),
     pytest.param(
         json.dumps(_valid_state())
         .encode()
@@ -532,11 +538,19 @@ def test_pass_key_carries_its_pass_its_use_limit_and_its_end(verifier, issue) ->
     )
 
 
+# Openings far enough apart to count as separate uses of a pass (see USE_MERGE_S).
+FIRST, SECOND, THIRD = NOW, NOW + USE_MERGE_S + 1, NOW + 2 * (USE_MERGE_S + 1)
+
+
+def _unlock(verifier: LockVerifier, key: SessionKey, at: float) -> AccessGranted | None:
+    return verifier.check_advertisement(_timely_ad(key, at), at)
+
+
 def test_unlocks_beyond_the_pass_limit_are_refused(verifier, issue) -> None:
     key = _pass_key(verifier, issue, max_uses=2)
-    assert verifier.check_advertisement(_ad(key, 1), NOW) is not None
-    assert verifier.check_advertisement(_ad(key, 2), NOW) is not None
-    refusal = _refusal(verifier.check_advertisement, _ad(key, 3), NOW)
+    assert _unlock(verifier, key, FIRST) is not None
+    assert _unlock(verifier, key, SECOND) is not None
+    refusal = _refusal(_unlock, verifier, key, THIRD)
     assert (refusal.reason, refusal.who, refusal.pass_id) == (
         Reason.USES_EXHAUSTED,
         "guest1",
@@ -549,28 +563,30 @@ def test_lock_actions_do_not_count_against_the_pass(verifier, issue) -> None:
     for counter in (1, 2, 3):
         assert verifier.check_advertisement(_ad(key, counter, Action.LOCK), NOW) is not None
     assert verifier.check_advertisement(_ad(key, 4), NOW) is not None
-    assert _reason(verifier.check_advertisement, _ad(key, 5), NOW) is Reason.USES_EXHAUSTED
+    assert _reason(verifier.check_advertisement, _ad(key, 8), SECOND) is Reason.USES_EXHAUSTED
     # a used-up pass still lets its guest lock the door
-    grant = verifier.check_advertisement(_ad(key, 6, Action.LOCK), NOW)
-    assert grant == AccessGranted(key, 6, Action.LOCK)
+    grant = verifier.check_advertisement(_ad(key, 9, Action.LOCK), SECOND)
+    assert grant == AccessGranted(key, 9, Action.LOCK)
 
 
 def test_refused_unlock_of_a_used_up_pass_does_not_consume_its_counter(verifier, issue) -> None:
     key = _pass_key(verifier, issue, max_uses=1)
     verifier.check_advertisement(_ad(key, 1), NOW)
-    assert _reason(verifier.check_advertisement, _ad(key, 2), NOW) is Reason.USES_EXHAUSTED
-    assert verifier.check_advertisement(_ad(key, 2, Action.LOCK), NOW) is not None
+    assert _reason(verifier.check_advertisement, _ad(key, 4), SECOND) is Reason.USES_EXHAUSTED
+    assert verifier.check_advertisement(_ad(key, 4, Action.LOCK), SECOND) is not None
 
 
 def test_uses_are_counted_per_pass_across_its_keys(verifier, issue) -> None:
     first = _pass_key(verifier, issue, max_uses=2, at=NOW)
     second = _pass_key(verifier, issue, max_uses=2, at=NOW + 1)
     other_pass = _pass_key(verifier, issue, pass_id=8, max_uses=1, guest_id="guest2")
+    # two keys of one pass: two uses, even at the same moment (an opening is one key's)
     assert verifier.check_advertisement(_ad(first, 1), NOW + 1) is not None
     assert verifier.check_advertisement(_ad(second, 1), NOW + 1) is not None
-    assert _reason(verifier.check_advertisement, _ad(first, 2), NOW + 1) is Reason.USES_EXHAUSTED
-    assert _reason(verifier.check_advertisement, _ad(second, 2), NOW + 1) is (Reason.USES_EXHAUSTED)
-    assert verifier.check_advertisement(_ad(other_pass, 1), NOW + 1) is not None
+    later = NOW + 1 + USE_MERGE_S + 1
+    assert _reason(_unlock, verifier, first, later) is Reason.USES_EXHAUSTED
+    assert _reason(_unlock, verifier, second, later) is Reason.USES_EXHAUSTED
+    assert _unlock(verifier, other_pass, later) is not None
 
 
 @pytest.mark.parametrize(
@@ -591,14 +607,66 @@ def test_pass_uses_survive_a_restart(verifier, issue, make_verifier) -> None:
     verifier.check_advertisement(_ad(key, 1), NOW)
     restarted = make_verifier()
     restarted.restore(verifier.snapshot())
-    assert _reason(restarted.check_advertisement, _ad(key, 2), NOW) is Reason.USES_EXHAUSTED
+    assert _reason(_unlock, restarted, key, SECOND) is Reason.USES_EXHAUSTED
+
+
+def _pass_uses(verifier: LockVerifier) -> dict[str, int]:
+    return json.loads(verifier.snapshot())["pass_uses"]
+
+
+def test_tokens_of_one_opening_use_the_pass_once(verifier, issue) -> None:
+    """The guest shows a fresh token every 2 s until the lock's confirmation reaches it."""
+    key = _pass_key(verifier, issue, max_uses=1)
+    assert _unlock(verifier, key, NOW) is not None
+    assert _unlock(verifier, key, NOW + 2) is not None  # the same opening: allowed, not counted
+    assert _pass_uses(verifier) == {str(PASS_ID): 1}
+    assert _reason(_unlock, verifier, key, NOW + 6) is Reason.USES_EXHAUSTED
+
+
+def test_two_close_tokens_count_once_and_a_later_one_again(verifier, issue) -> None:
+    key = _pass_key(verifier, issue, max_uses=2)
+    assert _unlock(verifier, key, NOW) is not None
+    assert _unlock(verifier, key, NOW + 2) is not None
+    assert _pass_uses(verifier) == {str(PASS_ID): 1}
+    assert _unlock(verifier, key, NOW + 6) is not None  # a new opening: the second use
+    assert _pass_uses(verifier) == {str(PASS_ID): 2}
+    assert _reason(_unlock, verifier, key, NOW + 12) is Reason.USES_EXHAUSTED
+
+
+@pytest.mark.parametrize(
+    ("later_s", "opens"),
+    [(USE_MERGE_S, True), (USE_MERGE_S + 0.5, False)],
+    ids=["at-the-edge", "after"],
+)
+def test_the_same_opening_lasts_use_merge_s(verifier, issue, later_s: float, opens: bool) -> None:
+    key = _pass_key(verifier, issue, max_uses=1)
+    assert _unlock(verifier, key, NOW) is not None
+    if opens:
+        assert _unlock(verifier, key, NOW + later_s) is not None
+    else:
+        assert _reason(_unlock, verifier, key, NOW + later_s) is Reason.USES_EXHAUSTED
+
+
+def test_the_same_opening_is_measured_from_its_counted_unlock(verifier, issue) -> None:
+    """Tokens every 4 s cannot stretch one use for ever: each is measured from the counted one."""
+    key = _pass_key(verifier, issue, max_uses=1)
+    assert _unlock(verifier, key, NOW) is not None
+    assert _unlock(verifier, key, NOW + 4) is not None
+    assert _reason(_unlock, verifier, key, NOW + 8) is Reason.USES_EXHAUSTED
+
+
+def test_lock_actions_do_not_start_an_opening(verifier, issue) -> None:
+    key = _pass_key(verifier, issue, max_uses=1)
+    assert verifier.check_advertisement(_ad(key, 1, Action.LOCK), NOW) is not None
+    assert _unlock(verifier, key, NOW + 2) is not None  # counted: the pass's one use
+    assert _pass_uses(verifier) == {str(PASS_ID): 1}
 
 
 def test_pass_uses_outlive_the_keys_of_the_pass(verifier, issue) -> None:
     """A later key of the same pass does not start the count again."""
     first = _pass_key(verifier, issue, max_uses=2)
-    verifier.check_advertisement(_ad(first, 1), NOW)
-    verifier.check_advertisement(_ad(first, 2), NOW)
+    assert _unlock(verifier, first, FIRST) is not None
+    assert _unlock(verifier, first, SECOND) is not None
     later = NOW + TTL_S + KEEP_EXPIRED_KEYS_S + 60
     verifier.prune(later)
     assert verifier.active_keys(later) == []
@@ -607,6 +675,11 @@ def test_pass_uses_outlive_the_keys_of_the_pass(verifier, issue) -> None:
 
 
 # --- revocation --------------------------------------------------------------------------------
+
+
+# When the users named by the lists below were removed: their keys issued at or before it (every
+# key these tests issue them, at NOW, NOW + 1 and NOW + 2) are revoked.
+REMOVED_AT = int(NOW) + 10
 
 
 def _revocations(version: int, *, pass_ids=(), users=()) -> RevocationList:
@@ -637,7 +710,7 @@ def test_newer_list_drops_the_keys_of_a_revoked_pass_and_returns_them(verifier, 
 
 
 def test_newer_list_drops_every_key_of_a_removed_user(verifier, pass_keys) -> None:
-    dropped = verifier.apply_revocations(_revocations(1, users=["guest2"]))
+    dropped = verifier.apply_revocations(_revocations(1, users=[("guest2", REMOVED_AT)]))
     assert dropped is not None
     assert {k.key_id for k in dropped} == {
         pass_keys["guest2-pass"].key_id,
@@ -664,7 +737,7 @@ def test_token_under_a_dropped_key_opens_nothing(verifier, pass_keys) -> None:
 
 def test_the_list_held_already_changes_nothing(verifier, pass_keys) -> None:
     assert verifier.apply_revocations(_revocations(1, pass_ids=[PASS_ID])) is not None
-    assert verifier.apply_revocations(_revocations(1, users=["guest2"])) is None
+    assert verifier.apply_revocations(_revocations(1, users=[("guest2", REMOVED_AT)])) is None
     assert _held(verifier, pass_keys) == {"guest1-free", "guest2-pass", "guest2-free"}
 
 
@@ -679,8 +752,8 @@ def test_an_older_list_is_a_replay_and_brings_no_pass_back(verifier, issue, pass
     ("revocations", "pass_id", "guest_id"),
     [
         (_revocations(1, pass_ids=[PASS_ID]), PASS_ID, "guest1"),
-        (_revocations(1, users=["guest1"]), NO_PASS, "guest1"),
-        (_revocations(1, users=["guest1"]), 9, "guest1"),
+        (_revocations(1, users=[("guest1", REMOVED_AT)]), NO_PASS, "guest1"),
+        (_revocations(1, users=[("guest1", REMOVED_AT)]), 9, "guest1"),
     ],
     ids=["revoked-pass", "removed-user", "removed-user-new-pass"],
 )
@@ -693,8 +766,92 @@ def test_delivery_of_a_revoked_key_is_refused(
     assert verifier.active_keys(NOW) == []
 
 
+@pytest.mark.parametrize(
+    ("issued_at", "revoked"),
+    [(REMOVED_AT - 1, True), (REMOVED_AT, True), (REMOVED_AT + 1, False)],
+    ids=["before", "at-removal", "a-second-after"],
+)
+def test_a_removed_users_keys_up_to_the_removal_time_are_dropped(
+    verifier, issue, issued_at: int, revoked: bool
+) -> None:
+    key = _pass_key(verifier, issue, pass_id=NO_PASS, at=issued_at)
+    dropped = verifier.apply_revocations(_revocations(1, users=[("guest1", REMOVED_AT)]))
+    assert dropped == ([key] if revoked else [])
+    at = REMOVED_AT + 2
+    if revoked:
+        assert _reason(_unlock, verifier, key, at) is Reason.PASS_REVOKED
+    else:
+        assert _unlock(verifier, key, at) == AccessGranted(
+            key, token_slot(issued_at, at), Action.UNLOCK
+        )
+
+
+def test_a_removed_users_deliveries_up_to_the_removal_time_are_refused(verifier, issue) -> None:
+    verifier.apply_revocations(_revocations(1, users=[("guest1", REMOVED_AT)]))
+    at_removal = issue(now=REMOVED_AT, pass_id=NO_PASS).lock_payload
+    refusal = _refusal(verifier.accept_delivery, at_removal, REMOVED_AT)
+    assert (refusal.reason, refusal.who) == (Reason.PASS_REVOKED, "guest1")
+    after = issue(now=REMOVED_AT + 1, pass_id=NO_PASS)  # a second after the removal
+    installed = verifier.accept_delivery(after.lock_payload, REMOVED_AT + 1)
+    assert installed == KeyInstalled(after.issuance.key)
+
+
+@pytest.mark.parametrize("online", [True, False], ids=["online", "offline-during-removal"])
+def test_a_resident_removed_and_added_back_gets_new_keys_not_the_old_ones(
+    verifier, issue, make_verifier, online: bool
+) -> None:
+    old_issued = issue(now=NOW, ttl_s=LONG_TTL_S)  # a resident's key: no pass
+    old = verifier.accept_delivery(old_issued.lock_payload, NOW).key
+    removed = [("guest1", REMOVED_AT)]
+    if online:  # the list published on removal
+        assert verifier.apply_revocations(_revocations(1, users=removed)) == [old]
+    # added back: the next list still names the resident, with the time of the removal
+    dropped = verifier.apply_revocations(_revocations(2, users=removed))
+    assert dropped == ([] if online else [old])
+    back = REMOVED_AT + 20
+    new_issued = issue(now=back, ttl_s=LONG_TTL_S)
+    new = verifier.accept_delivery(new_issued.lock_payload, back).key
+    assert _unlock(verifier, new, back) is not None
+    assert _reason(_unlock, verifier, old, back + 1) is Reason.PASS_REVOKED
+    assert _reason(verifier.accept_delivery, old_issued.lock_payload, back) is Reason.PASS_REVOKED
+    # so too after a restart
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    assert [k.key_id for k in restarted.active_keys(back)] == [new.key_id]
+    assert _reason(restarted.accept_delivery, old_issued.lock_payload, back) is (
+        Reason.PASS_REVOKED
+    )
+    assert _unlock(restarted, new, back + 10) is not None
+
+
+def test_a_replayed_delivery_of_a_dropped_key_is_refused_even_when_its_user_is_no_longer_listed(
+    verifier, issue
+) -> None:
+    """A later list may stop naming the user (e.g. a day later): the key itself stays refused."""
+    old_issued = issue(now=NOW, ttl_s=LONG_TTL_S)
+    old = verifier.accept_delivery(old_issued.lock_payload, NOW).key
+    assert verifier.apply_revocations(_revocations(1, users=[("guest1", REMOVED_AT)])) == [old]
+    assert verifier.apply_revocations(_revocations(2)) == []  # nobody listed any more
+    assert _reason(verifier.accept_delivery, old_issued.lock_payload, NOW + 30) is (
+        Reason.PASS_REVOKED
+    )
+
+
+def test_removed_users_are_kept_with_their_removal_time_across_a_restart(
+    verifier, issue, make_verifier
+) -> None:
+    verifier.apply_revocations(_revocations(1, users=[("guest2", REMOVED_AT)]))
+    assert json.loads(verifier.snapshot())["revoked_users"] == [["guest2", REMOVED_AT]]
+    restarted = make_verifier()
+    restarted.restore(verifier.snapshot())
+    refused = issue(guest_id="guest2", now=REMOVED_AT).lock_payload
+    assert _reason(restarted.accept_delivery, refused, REMOVED_AT) is Reason.PASS_REVOKED
+    kept = issue(guest_id="guest2", now=REMOVED_AT + 1).lock_payload
+    assert restarted.accept_delivery(kept, REMOVED_AT + 1) is not None
+
+
 def test_revocations_survive_a_restart(verifier, issue, pass_keys, make_verifier) -> None:
-    verifier.apply_revocations(_revocations(2, pass_ids=[PASS_ID], users=["guest2"]))
+    verifier.apply_revocations(_revocations(2, pass_ids=[PASS_ID], users=[("guest2", REMOVED_AT)]))
     restarted = make_verifier()
     restarted.restore(verifier.snapshot())
     assert restarted.revocation_version == 2
@@ -721,8 +878,24 @@ def guarded(make_verifier) -> LockVerifier:
 
 @pytest.fixture
 def long_key(guarded, issue) -> SessionKey:
+    """A key without a pass (an owner's or resident's), valid for an hour."""
     issued = issue(ttl_s=LONG_TTL_S)
     return guarded.accept_delivery(issued.lock_payload, NOW).key
+
+
+@pytest.fixture
+def guest_pass_key(guarded, issue) -> SessionKey:
+    """A guest's key under a pass without a use limit, valid for an hour."""
+    return _pass_key(guarded, issue, ttl_s=LONG_TTL_S)
+
+
+def _lock_out(verifier: LockVerifier, key: SessionKey, at: float = NOW) -> float:
+    """Fail THRESHOLD + 1 times at ``at``; return when the lockout ends."""
+    for counter in range(1, THRESHOLD + 1):
+        _fail(verifier, key, counter, at)
+    refusal = _fail(verifier, key, THRESHOLD + 1, at)
+    assert refusal.lockout_until == at + LOCKOUT_S
+    return refusal.lockout_until
 
 
 def _forged_ad(key: SessionKey, counter: int) -> bytes:
@@ -755,19 +928,74 @@ def test_the_fourth_counted_failure_in_the_window_starts_a_lockout(guarded, long
     assert (refusal.attempt, refusal.lockout_until) == (4, NOW + 4 + LOCKOUT_S)
 
 
-def test_a_locked_out_lock_refuses_even_valid_tokens_until_the_lockout_ends(
-    guarded, long_key
+def test_a_locked_out_lock_refuses_guests_valid_tokens_until_the_lockout_ends(
+    guarded, long_key, guest_pass_key
 ) -> None:
-    for counter in (1, 2, 3, 4):
-        _fail(guarded, long_key, counter)
-    ends = NOW + LOCKOUT_S
+    ends = _lock_out(guarded, long_key)
     for at in (NOW, NOW + 10, ends - 1):
-        refusal = _refusal(guarded.check_advertisement, _timely_ad(long_key, at), at)
-        assert (refusal.reason, refusal.attempt) == (Reason.LOCKED_OUT, 0)
+        refusal = _refusal(guarded.check_advertisement, _timely_ad(guest_pass_key, at), at)
+        assert (refusal.reason, refusal.attempt, refusal.lockout_until) == (
+            Reason.LOCKED_OUT,
+            0,
+            None,
+        )
+        assert (refusal.who, refusal.pass_id) == ("guest1", PASS_ID)
     # refusals while locked out neither count nor extend the lockout
-    grant = guarded.check_advertisement(_timely_ad(long_key, ends), ends)
+    assert guarded.intrusion.locked_until(LOCK_SUBJECT, ends - 1) == ends
+    grant = guarded.check_advertisement(_timely_ad(guest_pass_key, ends), ends)
     assert grant is not None
-    assert grant.key == long_key
+    assert grant.key == guest_pass_key
+
+
+def test_an_owners_valid_token_opens_during_a_lockout(guarded, long_key, guest_pass_key) -> None:
+    """Who has sniffed a key handle can lock the door out at will: not against its owner."""
+    ends = _lock_out(guarded, guest_pass_key)
+    for at in (NOW, NOW + 10, ends - 1):
+        slot = token_slot(long_key.header.issued_at, at)
+        grant = guarded.check_advertisement(_timely_ad(long_key, at), at)
+        assert grant == AccessGranted(long_key, slot, Action.UNLOCK)
+    # the owner's success lifts nothing: guests stay locked out
+    assert guarded.intrusion.locked_until(LOCK_SUBJECT, ends - 1) == ends
+    assert _reason(_unlock, guarded, guest_pass_key, ends - 1) is Reason.LOCKED_OUT
+
+
+def test_a_guests_token_refused_during_a_lockout_is_not_spent(make_verifier, issue) -> None:
+    """The same token opens once the lockout is over: its counter was not consumed."""
+    lockout_s = 10.0  # short enough for a token to still be of now when it ends
+    verifier = make_verifier(
+        intrusion=IntrusionDetector(threshold=THRESHOLD, window_s=WINDOW_S, lockout_s=lockout_s)
+    )
+    key = _pass_key(verifier, issue, max_uses=1)
+    for counter in range(1, THRESHOLD + 2):
+        _fail(verifier, key, counter)
+    ad = _timely_ad(key, NOW + 1)
+    refusal = _refusal(verifier.check_advertisement, ad, NOW + 1)
+    assert (refusal.reason, refusal.attempt) == (Reason.LOCKED_OUT, 0)
+    ends = NOW + lockout_s
+    grant = verifier.check_advertisement(ad, ends)
+    assert grant == AccessGranted(key, token_slot(key.header.issued_at, NOW + 1), Action.UNLOCK)
+    # and the refused unlock did not use up the pass's single use either: this was the first
+    assert json.loads(verifier.snapshot())["pass_uses"] == {str(PASS_ID): 1}
+
+
+@pytest.mark.parametrize("owner", [False, True], ids=["guest", "owner"])
+def test_an_invalid_token_during_a_lockout_is_refused_for_its_reason_and_counted(
+    guarded, long_key, guest_pass_key, owner: bool
+) -> None:
+    ends = _lock_out(guarded, long_key)
+    key = long_key if owner else guest_pass_key
+    refusal = _refusal(guarded.check_advertisement, _forged_ad(key, 50), NOW + 10)
+    # its own reason, counted (the 5th failure), but the lockout keeps its one end
+    assert (refusal.reason, refusal.attempt, refusal.lockout_until) == (
+        Reason.BAD_MAC,
+        THRESHOLD + 2,
+        None,
+    )
+    assert guarded.intrusion.locked_until(LOCK_SUBJECT, NOW + 10) == ends
+    if owner:  # the failure did not stop the owner's next valid token
+        assert _unlock(guarded, key, NOW + 11) is not None
+    else:
+        assert _reason(_unlock, guarded, key, NOW + 11) is Reason.LOCKED_OUT
 
 
 @pytest.mark.parametrize(
@@ -799,7 +1027,8 @@ def test_each_counted_failure_counts(guarded, issue, reason: Reason) -> None:
         ad = _timely_ad(key, at)
     elif reason is Reason.USES_EXHAUSTED:
         guarded.check_advertisement(_ad(key, 1), NOW)
-        ad = _ad(key, 2)
+        at = NOW + USE_MERGE_S + 1  # a new opening, not the same one again
+        ad = _timely_ad(key, at)
     else:
         guarded.apply_revocations(_revocations(1, pass_ids=[PASS_ID]))
         ad = _ad(key, 1)
@@ -828,12 +1057,13 @@ def test_malformed_frames_do_not_count_so_radio_noise_cannot_lock_the_door_out(
     assert guarded.check_advertisement(_timely_ad(long_key, NOW + 40), NOW + 40) is not None
 
 
-def test_a_success_clears_the_failure_history(guarded, long_key) -> None:
+def test_a_success_does_not_clear_the_failure_history(guarded, long_key, guest_pass_key) -> None:
+    """An attacker holding a valid key cannot wipe the count of their guesses with it."""
     for counter in (1, 2, 3):
-        _fail(guarded, long_key, counter)
-    assert guarded.check_advertisement(_ad(long_key, 4), NOW) is not None
-    refusal = _fail(guarded, long_key, 5)
-    assert (refusal.attempt, refusal.lockout_until) == (1, None)
+        _fail(guarded, long_key, counter, NOW + counter)
+    assert _unlock(guarded, guest_pass_key, NOW + 4) is not None
+    refusal = _fail(guarded, long_key, 5, NOW + 5)
+    assert (refusal.attempt, refusal.lockout_until) == (4, NOW + 5 + LOCKOUT_S)
 
 
 def test_failures_older_than_the_window_no_longer_count(guarded, long_key) -> None:
@@ -845,14 +1075,12 @@ def test_failures_older_than_the_window_no_longer_count(guarded, long_key) -> No
     assert (refusal.attempt, refusal.lockout_until) == (1, None)
 
 
-def test_a_lockout_survives_a_restart(guarded, long_key, make_verifier) -> None:
-    for counter in (1, 2, 3, 4):
-        _fail(guarded, long_key, counter)
+def test_a_lockout_survives_a_restart(guarded, long_key, guest_pass_key, make_verifier) -> None:
+    ends = _lock_out(guarded, long_key)
     restarted = make_verifier(intrusion=IntrusionDetector())
     restarted.restore(guarded.snapshot())
-    assert _reason(restarted.check_advertisement, _ad(long_key, 5), NOW + 1) is Reason.LOCKED_OUT
-    ends = NOW + LOCKOUT_S
-    assert restarted.check_advertisement(_timely_ad(long_key, ends), ends) is not None
+    assert _reason(_unlock, restarted, guest_pass_key, NOW + 1) is Reason.LOCKED_OUT
+    assert _unlock(restarted, guest_pass_key, ends) is not None
 
 
 def test_failures_counted_before_a_restart_still_count(guarded, long_key, make_verifier) -> None:

@@ -102,6 +102,28 @@ def test_request_within_clock_skew_passes() -> None:
     check_request_time(int(NOW) + SKEW_S, NOW, SKEW_S)
 
 
+@pytest.mark.parametrize("max_age_s", [10, 30, 120])
+def test_max_age_s_sets_how_old_a_request_may_be(max_age_s: int) -> None:
+    check_request_time(int(NOW) - max_age_s, NOW, SKEW_S, max_age_s=max_age_s)
+    refusal = _refusal(
+        check_request_time, int(NOW) - max_age_s - 1, NOW, SKEW_S, max_age_s=max_age_s
+    )
+    assert refusal.reason is Reason.STALE
+
+
+def test_a_shorter_max_age_refuses_what_the_default_allows() -> None:
+    sent_at = int(NOW) - 30  # within a minute
+    check_request_time(sent_at, NOW, SKEW_S)
+    refusal = _refusal(check_request_time, sent_at, NOW, SKEW_S, max_age_s=29)
+    assert refusal.reason is Reason.STALE
+
+
+def test_max_age_s_does_not_change_the_allowance_for_the_future() -> None:
+    check_request_time(int(NOW) + SKEW_S, NOW, SKEW_S, max_age_s=1)
+    refusal = _refusal(check_request_time, int(NOW) + SKEW_S + 1, NOW, SKEW_S, max_age_s=600)
+    assert refusal.reason is Reason.NOT_YET_VALID
+
+
 # --- key requests -------------------------------------------------------------------------------
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.messages import PROTOCOL_VERSION, Action, MessageType
 from smartlock.core.reports import (
+    LABEL_LOCK_REPORT,
     CommandResult,
     Heartbeat,
     Lockout,
@@ -20,6 +22,7 @@ from smartlock.core.reports import (
     body_from_json,
     body_to_json,
     open_report,
+    report_key,
     seal_report,
 )
 from smartlock.core.wire import Writer
@@ -75,6 +78,56 @@ def test_report_is_header_fields_body_and_a_16_byte_tag(body: ReportBody) -> Non
 
 def test_report_under_another_key_is_bad_mac() -> None:
     assert _reason(_sealed(key=OTHER_KEY)) is Reason.BAD_MAC
+
+
+def test_the_report_key_is_derived_from_the_command_key_per_lock() -> None:
+    """One key, one use: the command key seals commands, a key derived from it MACs reports."""
+    derived = report_key(KEY, LOCK)
+    assert len(derived) == 32
+    assert derived != KEY
+    assert derived == report_key(KEY, LOCK)  # both ends derive the same key
+    assert derived == crypto.derive_key(KEY, b"smartlock/v1/report-key", LOCK.encode())
+    assert derived != report_key(KEY, OTHER_LOCK)
+    assert derived != report_key(OTHER_KEY, LOCK)
+
+
+def _hand_made(tag_key: bytes, body: ReportBody = BODIES[0], seq: int = 9) -> bytes:
+    """A report assembled field by field, as the README describes it, its tag under ``tag_key``."""
+    encoded = body.encode()
+    mac_input = (
+        Writer()
+        .u8(PROTOCOL_VERSION)
+        .text(LOCK)
+        .u16(EPOCH)
+        .u32(seq)
+        .u32(NOW)
+        .u8(body.kind)
+        .long_bytes(encoded)
+        .getvalue()
+    )
+    tag = crypto.mac(tag_key, LABEL_LOCK_REPORT, mac_input)
+    return (
+        Writer()
+        .u8(PROTOCOL_VERSION)
+        .u8(MessageType.LOCK_REPORT)
+        .u16(EPOCH)
+        .u32(seq)
+        .u32(NOW)
+        .u8(body.kind)
+        .long_bytes(encoded)
+        .raw(tag)
+        .getvalue()
+    )
+
+
+def test_a_report_tagged_under_the_report_key_opens() -> None:
+    payload = _hand_made(report_key(KEY, LOCK))
+    assert payload == _sealed()
+    assert _open(payload) == _report()
+
+
+def test_a_report_tagged_under_the_raw_command_key_is_bad_mac() -> None:
+    assert _reason(_hand_made(KEY)) is Reason.BAD_MAC
 
 
 def test_report_of_another_lock_is_bad_mac() -> None:

@@ -19,10 +19,16 @@ from smartlock.core.wire import Writer
 NOW = 1_800_000_000.0
 LOCK = "lock1"
 OTHER_LOCK = "lock2"
+REMOVED_AT = int(NOW) - 60  # guest9's keys issued at or before this are revoked
 
 
 def _make(
-    signer, *, lock_id: str = LOCK, pass_ids=(12, 3, 7), users=("guest9",), version: int = 4
+    signer,
+    *,
+    lock_id: str = LOCK,
+    pass_ids=(12, 3, 7),
+    users=(("guest9", REMOVED_AT),),
+    version: int = 4,
 ) -> RevocationList:
     return make_revocation_list(
         version=version,
@@ -50,7 +56,7 @@ def test_signed_list_opens_with_its_entries(backend_key) -> None:
     assert opened == made
     assert (opened.version, opened.issued_at, opened.lock_id) == (4, int(NOW), LOCK)
     assert opened.pass_ids == (3, 7, 12)  # sorted
-    assert opened.users == ("guest9",)
+    assert opened.users == (("guest9", REMOVED_AT),)
 
 
 def test_empty_list_opens(backend_key) -> None:
@@ -61,6 +67,33 @@ def test_empty_list_opens(backend_key) -> None:
 def test_list_round_trips_through_bytes(backend_key) -> None:
     made = _make(backend_key)
     assert RevocationList.from_bytes(bytes(made)) == made
+
+
+def test_user_entries_round_trip_as_name_and_revoked_before_pairs(backend_key) -> None:
+    users = [("resident1", 0), ("guest9", REMOVED_AT), ("owner2", 0xFFFF_FFFF)]
+    made = _make(backend_key, pass_ids=(), users=users)
+    opened = _open(bytes(made), backend_key)
+    assert opened.users == tuple(users)  # in the order given, each with its own time
+
+
+def test_each_user_name_is_followed_by_its_revoked_before_as_u32_on_the_wire() -> None:
+    payload = (
+        Writer()
+        .u8(PROTOCOL_VERSION)
+        .u8(MessageType.REVOCATION_LIST)
+        .u32(4)
+        .u32(int(NOW))
+        .text(LOCK)
+        .u16(0)
+        .u16(2)
+        .text("guest9")
+        .u32(REMOVED_AT)
+        .text("resident1")
+        .u32(7)
+        .long_bytes(b"\x00" * 256)
+        .getvalue()
+    )
+    assert RevocationList.from_bytes(payload).users == (("guest9", REMOVED_AT), ("resident1", 7))
 
 
 def test_list_signed_by_another_key_is_refused(backend_key, lock_key) -> None:
@@ -78,6 +111,7 @@ def test_list_for_another_lock_is_refused(backend_key) -> None:
         pytest.param({"pass_ids": (3, 7)}, id="pass-removed"),
         pytest.param({"pass_ids": ()}, id="every-pass-removed"),
         pytest.param({"users": ()}, id="user-removed"),
+        pytest.param({"users": (("guest9", REMOVED_AT - 1),)}, id="revoked-before-moved"),
         pytest.param({"version": 5}, id="version-bumped"),
         pytest.param({"issued_at": int(NOW) + 1}, id="issued-at"),
         pytest.param({"lock_id": OTHER_LOCK}, id="lock-id"),
@@ -98,12 +132,12 @@ def test_list_of_max_entries_is_made_and_opened(backend_key) -> None:
 
 def test_list_over_max_entries_cannot_be_made(backend_key) -> None:
     with pytest.raises(ValueError, match="at most"):
-        _make(backend_key, pass_ids=range(MAX_ENTRIES), users=("guest9",))
+        _make(backend_key, pass_ids=range(MAX_ENTRIES), users=[("guest9", REMOVED_AT)])
 
 
 def test_list_the_lock_could_not_read_is_never_made(backend_key) -> None:
     """Removed users with long names: fewer than MAX_ENTRIES, but too big for one message."""
-    users = [f"user-{n:027d}" for n in range(60)]  # 32 characters each
+    users = [(f"user-{n:027d}", REMOVED_AT) for n in range(60)]  # 32 characters each
     with pytest.raises(ValueError, match="one message"):
         _make(backend_key, pass_ids=(), users=users)
 
@@ -122,7 +156,7 @@ def _unsigned_list(pass_count: int, users: list[bytes]) -> bytes:
         writer.u32(n)
     writer.u16(len(users))
     for user in users:
-        writer.short_bytes(user)
+        writer.short_bytes(user).u32(REMOVED_AT)
     return writer.long_bytes(b"\x00" * 256).getvalue()
 
 

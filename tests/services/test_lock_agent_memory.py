@@ -26,7 +26,7 @@ from smartlock.adapters.radio import AdvertisingReport
 from smartlock.core.errors import ConfigError, Reason, Rejected
 from smartlock.core.issuance import Issuance, issue_session_key
 from smartlock.core.lock_verifier import LOCK_SUBJECT
-from smartlock.core.messages import Action, SessionRequest
+from smartlock.core.messages import NO_PASS, Action, SessionRequest
 from smartlock.core.reports import Lockout, ReportBody, TokenRefused, body_from_json
 from smartlock.core.token import advertising_data, make_token
 from smartlock.services.common import Rejections
@@ -65,7 +65,10 @@ def _no_lock_state(site: Site) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-def issue(site: Site, lock_id: str = LOCK, *, now: float | None = None) -> Issuance:
+def issue(
+    site: Site, lock_id: str = LOCK, *, now: float | None = None, pass_id: int = NO_PASS
+) -> Issuance:
+    """A key for GUEST: under a guest pass with ``pass_id``, else as an owner's (no pass)."""
     now = time.time() if now is None else now
     request = SessionRequest(crypto.random_bytes(16), int(now), lock_id)
     return issue_session_key(
@@ -77,6 +80,7 @@ def issue(site: Site, lock_id: str = LOCK, *, now: float | None = None) -> Issua
         lock_public=site.public_key(lock_id),
         guest_public=site.public_key(GUEST),
         random_bytes=crypto.random_bytes,
+        pass_id=pass_id,
     )
 
 
@@ -278,7 +282,7 @@ async def test_report_numbers_go_on_after_a_restart(site: Site) -> None:
 
 async def test_restart_does_not_lift_an_intrusion_lockout(site: Site) -> None:
     agent = agent_for(site)
-    issued = issue(site)
+    issued = issue(site, pass_id=7)  # a guest's: an owner's valid token opens during a lockout
     agent.on_delivery(delivery(issued))
     agent.on_advertisement(token(issued, 8))
     await until(lambda: bolt(agent).state is BoltState.LOCKED)
@@ -291,6 +295,7 @@ async def test_restart_does_not_lift_an_intrusion_lockout(site: Site) -> None:
     restarted.on_advertisement(token(issued, 9))  # a good token, but the lock is locked out
     assert restarted.rejections.counts["locked_out"] == 1
     assert bolt(restarted).movements == []
+    assert stored_reports(restarted)[-1][1] == TokenRefused(Reason.LOCKED_OUT, "", 0, 0)
 
 
 @pytest.mark.parametrize(

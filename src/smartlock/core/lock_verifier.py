@@ -50,7 +50,7 @@ from smartlock.core.token import (
 )
 from smartlock.core.wire import check_identifier
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3  # 3: revoked users with the time before which their keys are revoked
 LOCK_SUBJECT = "lock"  # the intrusion detector's subject at a lock: the lock itself
 # Refusals that count as failed attempts at this lock: a token that names a key this lock holds
 # (or held) and fails.  A token under a key this lock never held does not count (it is most
@@ -70,6 +70,10 @@ KEEP_EXPIRED_KEYS_S = 3600  # so a late token is refused as "expired", not "unkn
 RECENT_FRAMES_MAX = 1024
 MAX_KEYS_PER_GUEST = 4  # a guest asking again and again cannot grow the lock's state
 DEFAULT_DUPLICATE_WINDOW_S = 3.0
+# Unlocks under one key within this many seconds of a counted one are the same opening: the
+# guest advertises a fresh token every 2 s until the lock's confirmation reaches it, so one
+# opening may show the lock two tokens.  They count as one use of the pass.
+USE_MERGE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,13 @@ class LockVerifier:
         self.intrusion = IntrusionDetector() if intrusion is None else intrusion
         self.revocation_version = 0
         self._revoked_passes: set[int] = set()
-        self._revoked_users: set[str] = set()
+        self._revoked_users: dict[str, int] = {}  # name -> keys issued at or before are revoked
         # unlocks accepted under each pass, kept for good: one entry per pass used at this lock
         self._pass_uses: dict[int, int] = {}
         # keys dropped by a revocation, until they expire: their tokens are refused by name
         self._revoked_keys: dict[bytes, IssuanceHeader] = {}
+        # key id -> when an unlock under it was last counted against its pass
+        self._last_counted_use: dict[bytes, float] = {}
         self._backend_public = backend_public
         self._lock_key = lock_key
         self._clock_skew_s = clock_skew_s
@@ -131,6 +137,8 @@ class LockVerifier:
             raise Rejected(
                 Reason.PASS_REVOKED, f"key {key.handle} for a revoked pass or user", who=guest_id
             )
+        if key.key_id in self._revoked_keys:
+            raise Rejected(Reason.PASS_REVOKED, f"key {key.handle} was revoked", who=guest_id)
         if key.key_id in self._keys:
             raise Rejected(Reason.REPLAY, f"key delivery {key.handle} already seen")
         if key.header.issued_at <= self._retired_up_to.get(guest_id, -1):
@@ -143,6 +151,7 @@ class LockVerifier:
         for oldest in held[: max(0, len(held) - MAX_KEYS_PER_GUEST + 1)]:
             del self._keys[oldest.key_id]
             del self._last_counter[oldest.key_id]
+            self._last_counted_use.pop(oldest.key_id, None)
             self._retired_up_to[guest_id] = max(
                 self._retired_up_to.get(guest_id, -1), oldest.header.issued_at
             )
@@ -163,14 +172,8 @@ class LockVerifier:
         payload = token_payload(data)
         if payload is None:
             return None
-        locked_until = self.intrusion.locked_until(LOCK_SUBJECT, now)
-        if locked_until is not None:
-            raise Rejected(
-                Reason.LOCKED_OUT,
-                f"too many failed attempts; tokens refused for {locked_until - now:.0f} s",
-            )
         try:
-            return self._check_token(payload, now)
+            return self._check_token(payload, now, self.intrusion.locked_until(LOCK_SUBJECT, now))
         except Rejected as refusal:
             if refusal.reason in COUNTED_FAILURES:
                 verdict = self.intrusion.record_failure(LOCK_SUBJECT, now)
@@ -178,7 +181,7 @@ class LockVerifier:
                 refusal.lockout_until = verdict.lockout_until
             raise
 
-    def _check_token(self, payload: bytes, now: float) -> AccessGranted:
+    def _check_token(self, payload: bytes, now: float, locked_until: float | None) -> AccessGranted:
         frame = TokenFrame.from_bytes(payload)
         key = self._key_for(frame)
         who, pass_id = key.header.guest_id, key.header.pass_id
@@ -201,9 +204,21 @@ class LockVerifier:
                 who=who,
                 pass_id=pass_id,
             )
+        if locked_until is not None and pass_id != NO_PASS:
+            # A lockout stops guests' tokens, valid or not; an owner's or resident's valid
+            # token still opens (who has sniffed a key handle can cause a lockout at will).
+            raise Rejected(
+                Reason.LOCKED_OUT,
+                f"too many failed attempts; guests' tokens refused for {locked_until - now:.0f} s",
+                who=who,
+                pass_id=pass_id,
+            )
         max_uses = key.header.max_uses
         unlocking = frame.action is Action.UNLOCK
-        if unlocking and max_uses != UNLIMITED_USES and self._pass_uses.get(pass_id, 0) >= max_uses:
+        counted_at = self._last_counted_use.get(key.key_id)
+        same_opening = unlocking and counted_at is not None and 0 <= now - counted_at <= USE_MERGE_S
+        used = self._pass_uses.get(pass_id, 0)
+        if unlocking and not same_opening and max_uses != UNLIMITED_USES and used >= max_uses:
             raise Rejected(
                 Reason.USES_EXHAUSTED,
                 f"pass {pass_id} used {max_uses} times",
@@ -211,9 +226,9 @@ class LockVerifier:
                 pass_id=pass_id,
             )
         self._last_counter[key.key_id] = frame.counter
-        if unlocking and pass_id != NO_PASS:
-            self._pass_uses[pass_id] = self._pass_uses.get(pass_id, 0) + 1
-        self.intrusion.record_success(LOCK_SUBJECT, now)
+        if unlocking and pass_id != NO_PASS and not same_opening:
+            self._pass_uses[pass_id] = used + 1
+            self._last_counted_use[key.key_id] = now
         return AccessGranted(key, frame.counter, frame.action)
 
     # --- revocation --------------------------------------------------------------------------
@@ -232,7 +247,7 @@ class LockVerifier:
             return None
         self.revocation_version = revocations.version
         self._revoked_passes = set(revocations.pass_ids)
-        self._revoked_users = set(revocations.users)
+        self._revoked_users = dict(revocations.users)
         dropped = [k for k in self._keys.values() if self._is_revoked(k)]
         for key in dropped:
             del self._keys[key.key_id]
@@ -242,9 +257,10 @@ class LockVerifier:
 
     def _is_revoked(self, key: SessionKey) -> bool:
         header = key.header
-        return (
-            header.pass_id != NO_PASS and header.pass_id in self._revoked_passes
-        ) or header.guest_id in self._revoked_users
+        if header.pass_id != NO_PASS and header.pass_id in self._revoked_passes:
+            return True
+        revoked_before = self._revoked_users.get(header.guest_id)
+        return revoked_before is not None and header.issued_at <= revoked_before
 
     def _key_for(self, frame: TokenFrame) -> SessionKey:
         candidates = [
@@ -285,6 +301,7 @@ class LockVerifier:
             if now >= key.header.expires_at + KEEP_EXPIRED_KEYS_S:
                 del self._keys[key_id]
                 del self._last_counter[key_id]
+                self._last_counted_use.pop(key_id, None)
         for guest_id, issued_at in list(self._retired_up_to.items()):
             if now >= issued_at + MAX_KEY_TTL_S:
                 del self._retired_up_to[guest_id]
@@ -321,7 +338,7 @@ class LockVerifier:
                 "pass_uses": {str(p): n for p, n in self._pass_uses.items()},
                 "revocation_version": self.revocation_version,
                 "revoked_passes": sorted(self._revoked_passes),
-                "revoked_users": sorted(self._revoked_users),
+                "revoked_users": sorted([u, t] for u, t in self._revoked_users.items()),
                 "revoked_keys": [
                     [h.key_id.hex(), h.guest_id, h.pass_id, h.expires_at]
                     for h in self._revoked_keys.values()
@@ -360,7 +377,7 @@ class LockVerifier:
             pass_uses = {int(p): int(n) for p, n in state["pass_uses"].items()}
             revocation_version = int(state["revocation_version"])
             revoked_passes = {int(p) for p in state["revoked_passes"]}
-            revoked_users = {check_identifier(u) for u in state["revoked_users"]}
+            revoked_users = {check_identifier(u): int(t) for u, t in state["revoked_users"]}
             revoked_keys = {}
             for key_hex, guest, pass_id, expires_at in state["revoked_keys"]:
                 header = IssuanceHeader(

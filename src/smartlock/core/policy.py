@@ -36,9 +36,11 @@ class KeyGrant:
     not_after: int | None = None
 
 
-def check_request_time(sent_at: int, now: float, clock_skew_s: int) -> None:
-    if sent_at < now - MAX_REQUEST_AGE_S:
-        raise Rejected(Reason.STALE, "request older than a minute")
+def check_request_time(
+    sent_at: int, now: float, clock_skew_s: int, *, max_age_s: int = MAX_REQUEST_AGE_S
+) -> None:
+    if sent_at < now - max_age_s:
+        raise Rejected(Reason.STALE, f"request older than {max_age_s} s")
     if sent_at > now + clock_skew_s:
         raise Rejected(Reason.NOT_YET_VALID, "request from the future")
 

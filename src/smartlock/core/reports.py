@@ -1,10 +1,11 @@
 """What a lock tells the backend besides key acks and granted BLE events (README, "Protocol").
 
 A :class:`LockReport` on ``locks/{lock}/events``: ``version | type | epoch | seq | at | kind |
-body | tag``, where ``tag`` is a MAC (HMAC-SHA-256/16) under the lock's command key over the
-label, the lock id and every other field.  ``seq`` grows by one with every report the lock ever
-makes (kept on disk): the backend accepts a report only if its ``seq`` is higher than the last
-it accepted from that lock, so a report is logged exactly once and a replayed one is refused.
+body | tag``, where ``tag`` is a MAC (HMAC-SHA-256/16) under the lock's report key (derived
+from its command key by HKDF) over the label, the lock id and every other field.  ``seq`` grows
+by one with every report the lock ever makes (kept on disk): the backend accepts a report only
+if its ``seq`` is higher than the last it accepted from that lock, so a report is logged exactly
+once and a replayed one is refused.
 
 Kinds: a heartbeat (every ``heartbeat_s``: bolt state, revocation list version, keys held,
 lockout), the outcome of a remote command, a refused BLE token (reason, whom it was made for
@@ -23,6 +24,13 @@ from smartlock.core.messages import PROTOCOL_VERSION, Action, MessageType, open_
 from smartlock.core.wire import Reader, Writer
 
 LABEL_LOCK_REPORT = b"smartlock/v1/lock-report"
+LABEL_REPORT_KEY = b"smartlock/v1/report-key"
+
+
+def report_key(command_key: bytes, lock_id: str) -> bytes:
+    """The MAC key of a lock's reports, derived from its command key (one key, one use: the
+    command key itself only ever seals commands)."""
+    return crypto.derive_key(command_key, LABEL_REPORT_KEY, lock_id.encode())
 
 
 class ReportKind(IntEnum):
@@ -157,7 +165,9 @@ def seal_report(*, key: bytes, lock_id: str, report: LockReport) -> bytes:
     body = report.body.encode()
     kind = report.body.kind
     tag = crypto.mac(
-        key, LABEL_LOCK_REPORT, _mac_input(lock_id, report.epoch, report.seq, report.at, kind, body)
+        report_key(key, lock_id),
+        LABEL_LOCK_REPORT,
+        _mac_input(lock_id, report.epoch, report.seq, report.at, kind, body),
     )
     return (
         Writer()
@@ -186,7 +196,10 @@ def open_report(payload: bytes, *, key: bytes, lock_id: str, epoch: int) -> Lock
     if report_epoch != epoch:
         raise Rejected(Reason.UNKNOWN_KEY, f"report under epoch {report_epoch}, current {epoch}")
     if not crypto.mac_is_valid(
-        key, LABEL_LOCK_REPORT, _mac_input(lock_id, report_epoch, seq, at, kind, body), tag
+        report_key(key, lock_id),
+        LABEL_LOCK_REPORT,
+        _mac_input(lock_id, report_epoch, seq, at, kind, body),
+        tag,
     ):
         raise Rejected(Reason.BAD_MAC, f"report from {lock_id}")
     body_type = _BODIES.get(kind)

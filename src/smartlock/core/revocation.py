@@ -4,13 +4,16 @@ The backend publishes, retained, on ``locks/{lock}/revocations``: ``version | is
 | revoked pass ids | removed users | RSA-PSS signature``.  A lock applies a list only if it is
 signed by the backend, names this lock and has a *higher* version than the one it holds (an
 older list replayed by the broker cannot bring a pass back).  Applying it drops every installed
-session key issued under a revoked pass or to a removed user, and the lock refuses later
-deliveries for them.  Because the message is retained, a lock that was offline during a
-revocation receives it as soon as it subscribes on reconnect -- it subscribes to this topic
-before any other, so it applies the list before it takes another key or command.
+session key issued under a revoked pass, or to a removed owner or resident at or before their
+removal (``(name, revoked_before)``: a person removed and added back under the same name gets
+new keys, never the old ones' power back), and the lock refuses later deliveries for them.
+Because the message is retained, a lock that was offline during a revocation receives it as
+soon as it subscribes on reconnect -- it subscribes to this topic before any other, so it
+applies the list before it takes another key or command.
 
 The list stays short: a revoked pass is listed only while it could still have live keys (until
-its ``valid_until``), a removed user for a day (the longest key lifetime).
+its ``valid_until``), a removed owner or resident for a day (the longest key lifetime); removed
+guests need no entry (their passes are revoked).
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ class RevocationList:
     issued_at: int
     lock_id: str
     pass_ids: tuple[int, ...]
-    users: tuple[str, ...]
+    users: tuple[tuple[str, int], ...]  # (name, keys issued at or before this are revoked)
     signature: bytes = b""
 
     def __post_init__(self) -> None:
         check_identifier(self.lock_id, "lock id")
-        for user in self.users:
+        for user, _ in self.users:
             check_identifier(user, "user name")
         if len(self.pass_ids) + len(self.users) > MAX_ENTRIES:
             raise ValueError(f"a revocation list holds at most {MAX_ENTRIES} entries")
@@ -50,8 +53,8 @@ class RevocationList:
         for pass_id in self.pass_ids:
             writer.u32(pass_id)
         writer.u16(len(self.users))
-        for user in self.users:
-            writer.text(user)
+        for user, before in self.users:
+            writer.text(user).u32(before)
         return writer
 
     def signed_bytes(self) -> bytes:
@@ -69,7 +72,7 @@ class RevocationList:
         issued_at = reader.u32()
         lock_id = reader.identifier()
         pass_ids = tuple(reader.u32() for _ in range(reader.u16()))
-        users = tuple(reader.identifier() for _ in range(reader.u16()))
+        users = tuple((reader.identifier(), reader.u32()) for _ in range(reader.u16()))
         signature = reader.long_bytes()
         reader.end()
         try:
@@ -83,7 +86,7 @@ def make_revocation_list(
     version: int,
     lock_id: str,
     pass_ids: list[int],
-    users: list[str],
+    users: list[tuple[str, int]],
     now: float,
     backend_key: crypto.PrivateKey,
 ) -> RevocationList:

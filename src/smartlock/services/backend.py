@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,15 +43,17 @@ from smartlock.core.errors import ConfigError, Reason, Rejected
 from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.issuer import DeliverToLock, KeyIssuer
+from smartlock.core.lock_verifier import USE_MERGE_S
 from smartlock.core.messages import NO_PASS, Action, MessageType, peek_type
 from smartlock.core.policy import (
     KeyGrant,
+    RateLimit,
     RecentIds,
     check_request_time,
     decide_command,
     decide_key_request,
 )
-from smartlock.core.records import AuditRecord, LockHealth
+from smartlock.core.records import AuditRecord, LockHealth, LockRecord
 from smartlock.core.reports import CommandResult, Heartbeat, Lockout, TokenRefused, open_report
 from smartlock.core.revocation import make_revocation_list
 from smartlock.core.roles import Role
@@ -63,6 +65,8 @@ logger = logging.getLogger("smartlock.backend")
 EVENT_MEMORY_S = 24 * 3600
 COMMAND_TIMEOUT_S = 5.0
 TICK_S = 0.5
+COMMAND_BURST = 5  # remote commands a user may send at once...
+COMMANDS_PER_MINUTE = 30.0  # ...and then one every 2 s on average
 NOT_COUNTED = frozenset({Reason.LOCKED_OUT, Reason.RATE_LIMITED, Reason.UNKNOWN_USER})
 
 
@@ -81,7 +85,7 @@ class SiteDirectory:
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._keys: dict[str, crypto.PublicKey] = {}
+        self._keys: dict[str, tuple[int, crypto.PublicKey]] = {}  # identity -> (mtime, key)
 
     def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
         self._backend.check_not_locked_out(user, now)
@@ -97,11 +101,18 @@ class SiteDirectory:
         )
 
     def public_key(self, identity: str) -> crypto.PublicKey:
-        key = self._keys.get(identity)
-        if key is None:
-            site = self._backend.refresh_site(identity)
-            key = self._keys[identity] = site.public_key(identity)
-        return key
+        """``identity``'s public key, read again when its file changed (a user removed and
+        added back has a new key pair)."""
+        site = self._backend.refresh_site(identity)
+        path = site.public_key_path(identity)
+        try:
+            version = path.stat().st_mtime_ns
+        except OSError:
+            version = -1  # let public_key() raise its clear error
+        cached = self._keys.get(identity)
+        if cached is None or cached[0] != version:
+            cached = self._keys[identity] = (version, site.public_key(identity))
+        return cached[1]
 
     def lock_public(self, lock_id: str) -> crypto.PublicKey:
         return self.public_key(lock_id)
@@ -149,6 +160,10 @@ class Backend:
         self._late_commands: dict[bytes, _PendingCommand] = {}  # timed out, still remembered
         self._published_keys: dict[str, int] = {}  # lock -> command key epoch published
         self._published_revocations: dict[str, int] = {}  # lock -> revocation list version
+        self._publish_failures: dict[str, int] = {}  # lock -> version already alerted about
+        self._command_rate = RateLimit(burst=COMMAND_BURST, per_minute=COMMANDS_PER_MINUTE)
+        self._rate_limited_audited: dict[str, float] = {}
+        self._last_use: OrderedDict[bytes, float] = OrderedDict()  # key id -> last counted use
         self._started_at = clock()
 
     # --- site and store -------------------------------------------------------------------------
@@ -307,6 +322,10 @@ class Backend:
         """Dispatch one message; a refused one is logged and counted, never raised."""
         parts = message.topic.split("/")
         try:
+            if parts[0] == "backend" and message.retained:
+                # a request is an event, not a state: kept by the broker it would be answered
+                # again after every restart of the backend
+                raise Rejected(Reason.REPLAY, f"retained request on {message.topic}")
             if len(parts) == 3 and parts[0] == "backend" and parts[1] == "session_requests":
                 self._on_key_request(parts[2], message.payload)
             elif len(parts) == 3 and parts[0] == "backend" and parts[1] == "commands":
@@ -341,7 +360,6 @@ class Backend:
                 )
             raise
         if isinstance(answer, DeliverToLock):
-            self.intrusion.record_success(f"user:{user}", now)
             logger.info(
                 "Issued session key %s for %s on %s, expires in %d s (lock delivery %d bytes)",
                 answer.key.handle,
@@ -390,8 +408,23 @@ class Backend:
         if self._command_ids.seen_before(user.encode() + b"/" + request.request_id, now):
             raise Rejected(Reason.REPLAY, f"command {request.request_id[:4].hex()} from {user}")
         action = request.action.name.lower()
+        if not self._command_rate.allow(user, now):
+            # no signed answer and no bolt: a flood costs the backend almost nothing; the log
+            # gets one line a second of it
+            if now - self._rate_limited_audited.get(user, 0.0) >= 1.0:
+                self._rate_limited_audited[user] = now
+                self.audit(
+                    who=user,
+                    lock_id=request.lock_id,
+                    channel="remote",
+                    action=action,
+                    result="denied",
+                    reason=Reason.RATE_LIMITED.value,
+                )
+            raise Rejected(Reason.RATE_LIMITED, f"{user} sends commands faster than allowed")
         try:
-            check_request_time(request.sent_at, now, self.site.command_window_s)
+            window = self.site.command_window_s
+            check_request_time(request.sent_at, now, window, max_age_s=window)
             self.check_not_locked_out(user, now)
             role = decide_command(
                 name=user,
@@ -445,7 +478,7 @@ class Backend:
         self._outbox.put(
             topics.lock_topic(lock.lock_id, "commands"),
             payload,
-            expiry_s=max(1, math.ceil(self._command_timeout_s)),
+            expiry_s=self._command_timeout_s,
         )
 
     def _reply(
@@ -563,7 +596,12 @@ class Backend:
         if not first_time:
             raise Rejected(Reason.REPLAY, f"access event from {lock_id} already logged")
         if event.pass_id != NO_PASS and event.action is Action.UNLOCK:
-            self.store.record_pass_use(event.pass_id)
+            last = self._last_use.get(event.key_id)
+            if last is None or event.at - last > USE_MERGE_S:  # as the lock counts uses
+                self.store.record_pass_use(event.pass_id)
+                self._last_use[event.key_id] = event.at
+                while len(self._last_use) > 10_000:
+                    self._last_use.popitem(last=False)
         logger.info(
             "Access event: %s %s for %s (token %d, key %s)",
             lock_id,
@@ -596,12 +634,21 @@ class Backend:
             )
             return
         if pending is None or pending.request.lock_id != lock_id:
-            logger.warning("Lock %s reported on an unknown or expired command", lock_id)
+            # e.g. the backend restarted while the command was on its way: the door still
+            # acted (or refused), and the log must say so even without the requester's name
+            logger.warning("Lock %s reported on a command this backend does not know", lock_id)
+            self.audit(
+                who="",
+                lock_id=lock_id,
+                channel="remote",
+                action=result.action.name.lower(),
+                result="granted" if result.result == "done" else "failed",
+                reason=result.reason or "unknown_command",
+                at=at,
+            )
             return
         request = pending.request
         done = result.result == "done"
-        if done:
-            self.intrusion.record_success(f"user:{pending.user}", self._clock())
         logger.info(
             "Remote %s of %s for %s: %s%s",
             request.action.name.lower(),
@@ -729,43 +776,61 @@ class Backend:
     def publish_lock_state(self) -> None:
         """Command keys and revocation lists, retained, for every lock whose version moved."""
         now = self._clock()
-        removed: list[str] | None = None
+        removed_cache: list[list[tuple[str, int]]] = []  # read once per round, if needed
         for lock in self.store.list_locks():
-            if self._published_keys.get(lock.lock_id) != lock.command_epoch:
-                delivery = make_command_key_delivery(
-                    master=self._command_master,
-                    lock_id=lock.lock_id,
-                    epoch=lock.command_epoch,
-                    now=now,
-                    lock_public=self.directory.lock_public(lock.lock_id),
-                    backend_key=self._backend_key,
-                )
-                self._outbox.put(
-                    topics.lock_topic(lock.lock_id, "command_key"), bytes(delivery), retain=True
-                )
-                self._published_keys[lock.lock_id] = lock.command_epoch
-            if self._published_revocations.get(lock.lock_id) != lock.revocation_version:
-                if removed is None:
-                    removed = self.store.recently_removed_users(since=int(now) - MAX_KEY_TTL_S)
-                revocations = make_revocation_list(
-                    version=lock.revocation_version,
-                    lock_id=lock.lock_id,
-                    pass_ids=self.store.revoked_pass_ids(lock.lock_id, now=int(now)),
-                    users=removed,
-                    now=now,
-                    backend_key=self._backend_key,
-                )
-                self._outbox.put(
-                    topics.lock_topic(lock.lock_id, "revocations"), bytes(revocations), retain=True
-                )
-                self._published_revocations[lock.lock_id] = lock.revocation_version
-                logger.info(
-                    "Published revocation list v%d for %s (%d passes, %d users)",
-                    revocations.version,
-                    lock.lock_id,
-                    len(revocations.pass_ids),
-                    len(revocations.users),
-                )
+            try:
+                self._publish_one_lock_state(lock, now, removed_cache)
+            except Exception as exc:  # one lock's trouble must not stop the others' lists
+                if self._publish_failures.get(lock.lock_id) != lock.revocation_version:
+                    self._publish_failures[lock.lock_id] = lock.revocation_version
+                    logger.exception("Cannot publish the state of %s", lock.lock_id)
+                    self.alert(
+                        "revocation_failed",
+                        lock_id=lock.lock_id,
+                        subject=lock.lock_id,
+                        detail=f"revocation list v{lock.revocation_version} not published: "
+                        f"{type(exc).__name__}",
+                    )
+
+    def _publish_one_lock_state(
+        self, lock: LockRecord, now: float, removed_cache: list[list[tuple[str, int]]]
+    ) -> None:
+        if self._published_keys.get(lock.lock_id) != lock.command_epoch:
+            delivery = make_command_key_delivery(
+                master=self._command_master,
+                lock_id=lock.lock_id,
+                epoch=lock.command_epoch,
+                now=now,
+                lock_public=self.directory.lock_public(lock.lock_id),
+                backend_key=self._backend_key,
+            )
+            self._outbox.put(
+                topics.lock_topic(lock.lock_id, "command_key"), bytes(delivery), retain=True
+            )
+            self._published_keys[lock.lock_id] = lock.command_epoch
+        if self._published_revocations.get(lock.lock_id) != lock.revocation_version:
+            if not removed_cache:
+                removed_cache.append(self.store.revoked_user_keys(since=int(now) - MAX_KEY_TTL_S))
+            removed = removed_cache[0]
+            revocations = make_revocation_list(
+                version=lock.revocation_version,
+                lock_id=lock.lock_id,
+                pass_ids=self.store.revoked_pass_ids(lock.lock_id, now=int(now)),
+                users=removed,
+                now=now,
+                backend_key=self._backend_key,
+            )
+            self._outbox.put(
+                topics.lock_topic(lock.lock_id, "revocations"), bytes(revocations), retain=True
+            )
+            self._published_revocations[lock.lock_id] = lock.revocation_version
+            logger.info(
+                "Published revocation list v%d for %s (%d passes, %d users)",
+                revocations.version,
+                lock.lock_id,
+                len(revocations.pass_ids),
+                len(revocations.users),
+            )
 
 
 def _lock_of_request(payload: bytes) -> str:

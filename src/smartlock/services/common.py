@@ -48,7 +48,7 @@ class Outgoing:
     payload: bytes
     retain: bool = False
     correlation_data: bytes | None = None  # MQTT v5, for an answer on a response topic
-    expiry_s: int | None = None  # MQTT v5 message expiry: undelivered by then, dropped
+    deadline: float | None = None  # event-loop time after which it is dropped, not sent
 
 
 class Publish(Protocol):
@@ -69,6 +69,7 @@ class Outbox:
     def __init__(self) -> None:
         self._items: deque[Outgoing] = deque()
         self._ready = asyncio.Event()
+        self.expired = 0  # messages dropped unsent because their time ran out
 
     def put(
         self,
@@ -77,9 +78,13 @@ class Outbox:
         *,
         retain: bool = False,
         correlation_data: bytes | None = None,
-        expiry_s: int | None = None,
+        expiry_s: float | None = None,
     ) -> None:
-        self._items.append(Outgoing(topic, payload, retain, correlation_data, expiry_s))
+        """Queue a message.  With ``expiry_s`` it is sent only within that many seconds from
+        now, and the broker gets the rest of that time as its MQTT v5 message expiry: a command
+        that waited out a broker outage in this queue is not sent late."""
+        deadline = None if expiry_s is None else asyncio.get_running_loop().time() + expiry_s
+        self._items.append(Outgoing(topic, payload, retain, correlation_data, deadline))
         self._ready.set()
 
     async def drain(self, publish: Publish) -> None:
@@ -88,12 +93,20 @@ class Outbox:
             await self._ready.wait()
             while self._items:
                 item = self._items[0]
+                expiry_s = None
+                if item.deadline is not None:
+                    left = item.deadline - asyncio.get_running_loop().time()
+                    if left < 1:
+                        self._items.popleft()  # too late: its sender has given up on it
+                        self.expired += 1
+                        continue
+                    expiry_s = int(left)
                 await publish(
                     item.topic,
                     item.payload,
                     retain=item.retain,
                     correlation_data=item.correlation_data,
-                    expiry_s=item.expiry_s,
+                    expiry_s=expiry_s,
                 )
                 self._items.popleft()
             self._ready.clear()

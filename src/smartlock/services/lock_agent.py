@@ -162,6 +162,9 @@ class LockAgent:
         self._acks = Outbox()  # key acks: useful only now, never kept on disk
         self._relock: asyncio.TimerHandle | None = None
         self._syncing = False  # connected, revocation list not applied yet: handle nothing
+        # At start, tokens wait until the first connection attempt has applied the revocation
+        # list (or failed): a lock restarted after an outage must not open for a revoked pass.
+        self._booted = False
         self._synced = asyncio.Event()
         self._held: list[Incoming] = []
         self._next_lockout_report = 0.0
@@ -201,17 +204,16 @@ class LockAgent:
         credentials = self.site.credentials(self.lock_id)
         availability = topics.lock_topic(self.lock_id, "availability")
         will = LastWill(availability, topics.OFFLINE)
-        async with MqttConnection(self.site, credentials, persistent=True, will=will) as mqtt:
-            self._syncing = True
-            self._synced.clear()
-            self._held.clear()
-            try:
+        try:
+            async with MqttConnection(self.site, credentials, persistent=True, will=will) as mqtt:
+                self._syncing = True
+                self._synced.clear()
+                self._held.clear()
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
                     # The revocation list first: nothing else is handled until it is applied.
                     for leaf in ("revocations", "command_key", "session", "commands"):
                         await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
-                    logger.info("Subscribed to %s for session keys", self.session_topic)
                     try:
                         await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
                     except TimeoutError:
@@ -220,12 +222,17 @@ class LockAgent:
                             SYNC_TIMEOUT_S,
                         )
                     self._end_sync()
+                    self._booted = True
+                    logger.info("Subscribed to %s for session keys", self.session_topic)
                     await mqtt.publish(availability, topics.ONLINE, retain=True)
                     tasks.create_task(self._acks.drain(mqtt.publish), name="lock-acks")
                     tasks.create_task(self._send_events(mqtt), name="lock-events")
                     tasks.create_task(self._heartbeats(), name="lock-heartbeat")
-            finally:
-                self._syncing = False
+        finally:
+            # Not connected (or the first attempt failed): the door works offline on what the
+            # lock knows.
+            self._syncing = False
+            self._booted = True
 
     async def _dispatch(self, mqtt: MqttConnection) -> None:
         async for message in mqtt.messages():
@@ -408,7 +415,8 @@ class LockAgent:
             logger.info("Scanning for BLE advertisements on %s", self.radio_transport)
             scanner = radio.scan()
             async for report in scanner:
-                self._safely(self.on_advertisement, report)
+                if self._booted:
+                    self._safely(self.on_advertisement, report)
 
     def on_advertisement(self, report: AdvertisingReport) -> None:
         if self._syncing:

@@ -45,6 +45,18 @@ def test_reset_starts_a_new_command_epoch(store: Store) -> None:
     assert lock.command_epoch == 3
 
 
+def test_reset_starts_the_report_numbering_again(store: Store) -> None:
+    """Reports under the new command key are numbered from 1: the first must be accepted."""
+    store.add_lock("front", now=NOW)
+    store.add_lock("garage", now=NOW)
+    assert store.advance_report_seq("front", 40)
+    assert store.advance_report_seq("garage", 40)
+    store.reset_lock("front")
+    assert store.advance_report_seq("front", 1)
+    assert not store.advance_report_seq("front", 1)  # and replay protection starts again too
+    assert not store.advance_report_seq("garage", 40)  # another lock keeps its numbering
+
+
 def test_resetting_an_unknown_lock_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown lock nowhere"):
         store.reset_lock("nowhere")

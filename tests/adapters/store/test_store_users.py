@@ -105,3 +105,64 @@ def test_bringing_back_a_removed_user_republishes_every_locks_list_without_the_n
     store.add_user("rita", Role.GUEST, now=NOW + 10)
     assert [lock.revocation_version for lock in store.list_locks()] == [3]
     assert store.recently_removed_users(since=NOW) == []
+
+
+# --- keys of removed owners and residents, for the locks' revocation lists ----------------------
+
+
+def test_revoked_user_keys_name_removed_owners_and_residents_with_their_removal_time(
+    store: Store,
+) -> None:
+    store.add_user("olga", Role.OWNER, now=NOW)
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    store.add_user("gus", Role.GUEST, now=NOW)
+    store.add_user("stay", Role.RESIDENT, now=NOW)
+    store.remove_user("rita", now=NOW + 20)
+    store.remove_user("olga", now=NOW + 10)
+    store.remove_user("gus", now=NOW + 15)  # a guest's keys carry its passes, revoked already
+    assert store.revoked_user_keys(since=NOW) == [("olga", NOW + 10), ("rita", NOW + 20)]
+
+
+def test_revoked_user_keys_are_those_removed_at_or_after_since(store: Store) -> None:
+    store.add_user("olga", Role.OWNER, now=NOW)
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    store.remove_user("olga", now=NOW + 10)
+    store.remove_user("rita", now=NOW + 20)
+    assert store.revoked_user_keys(since=NOW + 11) == [("rita", NOW + 20)]
+    assert store.revoked_user_keys(since=NOW + 20) == [("rita", NOW + 20)]  # the edge included
+    assert store.revoked_user_keys(since=NOW + 21) == []
+
+
+@pytest.mark.parametrize("role", [Role.OWNER, Role.RESIDENT])
+def test_a_user_added_back_stays_listed_with_the_time_of_the_removal(
+    store: Store, role: Role
+) -> None:
+    """Their keys from before the removal stay revoked; the new ones (issued later) work."""
+    store.add_user("rita", role, now=NOW)
+    store.remove_user("rita", now=NOW + 5)
+    back = store.add_user("rita", role, now=NOW + 10)
+    assert back.active
+    assert store.revoked_user_keys(since=NOW) == [("rita", NOW + 5)]
+    store.remove_user("rita", now=NOW + 30)  # removed again: every key up to then is revoked
+    assert store.revoked_user_keys(since=NOW) == [("rita", NOW + 30)]
+
+
+def test_a_user_never_removed_has_no_revoked_keys(store: Store) -> None:
+    store.add_user("olga", Role.OWNER, now=NOW)
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    assert store.revoked_user_keys(since=0) == []
+
+
+def test_a_resident_added_back_as_a_guest_stays_listed(store: Store) -> None:
+    """The role at removal decides: demoting a resident must not bring back their free keys."""
+    store.add_user("rita", Role.RESIDENT, now=NOW)
+    store.remove_user("rita", now=NOW + 5)
+    store.add_user("rita", Role.GUEST, now=NOW + 10)
+    assert store.revoked_user_keys(since=NOW) == [("rita", NOW + 5)]
+
+
+def test_a_removed_guest_is_not_listed_even_after_coming_back_as_a_resident(store: Store) -> None:
+    store.add_user("gus", Role.GUEST, now=NOW)
+    store.remove_user("gus", now=NOW + 5)  # the guest's keys all carry a (now revoked) pass
+    store.add_user("gus", Role.RESIDENT, now=NOW + 10)
+    assert store.revoked_user_keys(since=NOW) == []

@@ -164,6 +164,8 @@ class Store:
             if row.removed_at is not None:
                 raise StoreError(f"user {name} was already removed")
             row.removed_at = now
+            if row.role != Role.GUEST.value:  # a guest's keys all carry a pass, revoked below
+                row.revoked_before = now
             passes = session.scalars(
                 select(PassRow)
                 .where(PassRow.guest == name, PassRow.revoked_at.is_(None))
@@ -198,6 +200,22 @@ class Store:
         with self._reading() as session:
             return list(session.scalars(query))
 
+    def revoked_user_keys(self, *, since: int) -> list[tuple[str, int]]:
+        """``(name, revoked_before)`` of users removed as owners or residents at or after
+        ``since`` -- also those added back since, in any role: their keys from before the
+        removal stay revoked.
+
+        Removed guests are not listed: their keys carry a pass id, and removal revoked their
+        passes.
+        """
+        query = (
+            select(UserRow.name, UserRow.revoked_before)
+            .where(UserRow.revoked_before >= since)
+            .order_by(UserRow.revoked_before, UserRow.name)
+        )
+        with self._reading() as session:
+            return [(name, int(before or 0)) for name, before in session.execute(query)]
+
     # --- locks -------------------------------------------------------------------------------
 
     def add_lock(self, lock_id: str, *, now: int) -> LockRecord:
@@ -231,12 +249,14 @@ class Store:
             ]
 
     def reset_lock(self, lock_id: str) -> LockRecord:
-        """Start a new command epoch for the lock (a new per-lock command key)."""
+        """Start a new command epoch for the lock (a new per-lock command key), e.g. for a lock
+        whose state was lost or that was replaced: its report numbering starts again."""
         with self._writing() as session:
             row = session.scalars(
                 update(LockRow)
                 .where(LockRow.lock_id == lock_id)
-                .values(command_epoch=LockRow.command_epoch + 1)
+                # a new key: reports under it start again from 1 (old ones fail its MAC anyway)
+                .values(command_epoch=LockRow.command_epoch + 1, last_report_seq=0)
                 .returning(LockRow)
             ).one_or_none()
             if row is None:

@@ -50,6 +50,8 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[int] = mapped_column(BigInteger)
     removed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # keys issued at or before this are revoked everywhere; kept when the user is added back
+    revoked_before: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LockRow(Base):
