@@ -244,19 +244,22 @@ def test_sealed_command_is_37_bytes() -> None:
 
 
 def test_mqtt_publish_of_a_command_fits_in_108_bytes() -> None:
-    """A whole MQTT v5 PUBLISH, QoS 1, of one command on ``locks/lock_01/commands``."""
+    """A whole MQTT v5 PUBLISH, QoS 1, of one command on ``locks/lock_01/commands``, as the
+    backend sends it: with a message expiry (the command must not outlive its timeout)."""
     topic = b"locks/lock_01/commands"
     payload = _seal()
+    properties = 1 + 4  # Message Expiry Interval: identifier 0x02, then a four-byte integer
     variable_header = (
         2
         + len(topic)  # topic name: two-byte length, then the UTF-8 bytes (22)
         + 2  # packet identifier (QoS 1)
-        + 1  # properties length: one varint byte, 0 (no properties)
+        + 1  # properties length: one varint byte (5)
+        + properties
     )
-    remaining_length = variable_header + len(payload)  # 27 + 37 = 64
+    remaining_length = variable_header + len(payload)  # 32 + 37 = 69
     assert remaining_length < 128  # so its varint is one byte
     packet = 1 + 1 + remaining_length  # fixed header: type and flags, remaining length
-    assert packet == 66
+    assert packet == 71
     assert packet <= 108
 
 

@@ -1,8 +1,8 @@
 """Failed attempts, counted per subject, and the lockouts they cause (README, "Security model").
 
 A subject is whoever the failures are charged to: ``"user:alice"`` at the backend, the lock
-itself at a lock.  The caller records every counted refusal (a bad signature, a replay, a
-malformed frame: remote errors, :mod:`smartlock.core.errors`) and every success, and asks
+itself at a lock.  The caller records every counted refusal (a bad signature, a replay: remote
+errors, :mod:`smartlock.core.errors`), and asks
 :meth:`IntrusionDetector.locked_until` before it even looks at a subject's next attempt.
 
 Rules:
@@ -18,7 +18,9 @@ Rules:
   owner who tries again and again while locked out is not kept out longer for it, and one
   lockout is one alert, not one per try.  Those failures still count in the window afterwards,
   so a subject that kept failing during its lockout is locked out again by its next failure;
-* a success clears the subject's failures, not a lockout in force;
+* :meth:`IntrusionDetector.record_success` clears the subject's failures (not a lockout in
+  force); smartlock's services do not call it: the rule is "more than N failures within the
+  window", so a success in between (e.g. a resident's, at a lock) must not hide an attacker's;
 * a lockout never lasts more than ``lockout_s`` from any moment it is looked at: if the clock
   steps back (or a snapshot comes from a clock ahead), it is shortened to that;
 * memory is bounded: at most ``capacity`` subjects, and at most ``MAX_FAILURES_KEPT`` failure
