@@ -111,3 +111,45 @@ def test_use_counts_outside_what_a_key_can_carry_are_refused(site: Site, uses: i
         admin.grant_pass(
             site, "guest_01", "lock_01", valid_from="+40d", valid_until="+41d", max_uses=uses
         )
+
+
+def test_a_new_site_refuses_a_database_that_holds_another_site(tmp_path: Path) -> None:
+    """Its audit log would become unverifiable: init would make a new audit key."""
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    admin.create_site(
+        tmp_path / "first", locks=["lock_01"], owners=["owner"], db=db, broker_port=free_port()
+    )
+    with pytest.raises(ConfigError, match="already holds a site"):
+        admin.create_site(
+            tmp_path / "second", locks=["lock_01"], owners=["owner"], db=db, broker_port=free_port()
+        )
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_mistyped_database_is_refused_not_created(site: Site, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    with (
+        pytest.raises(ConfigError, match="no database at"),
+        admin.open_store(site, f"sqlite:///{typo}"),
+    ):
+        pass
+    assert not typo.exists()
+
+
+@pytest.mark.parametrize("text", ["+9999999999d", "1900-01-01T00:00", "2200-01-01T00:00"])
+def test_times_a_message_cannot_carry_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="out of range"):
+        admin.parse_when(text, zoneinfo.ZoneInfo("UTC"), now=1000)
+
+
+def test_a_user_whose_key_pair_cannot_be_made_is_not_left_in_the_store(site: Site) -> None:
+    (site.root / "users").mkdir(exist_ok=True)
+    (site.root / "users" / "gina").write_text("in the way")  # a file where her directory goes
+    with pytest.raises(FileExistsError):
+        admin.add_user(site, "gina", Role.GUEST)
+    with admin.open_store(site) as store:
+        user = store.get_user("gina")
+    assert user is None or not user.active
+    (site.root / "users" / "gina").unlink()
+    site, record, _ = admin.add_user(site, "gina", Role.GUEST)  # a retry works
+    assert record.active and "gina" in site.users

@@ -618,3 +618,8 @@ def test_watch_refuses_a_count_or_timeout_that_is_not_positive(
     template: Site, option: str, message: str
 ) -> None:
     assert_clean_error(invoke(template, "watch", "--id", "owner", option, "0"), message)
+
+
+def test_watch_tells_a_guest_that_only_owners_and_residents_receive_alerts(template: Site) -> None:
+    result = invoke(template, "watch", "--id", "guest_01", "--timeout", "5")
+    assert_clean_error(result, "guest_01 is a guest: only owners and residents receive alerts")

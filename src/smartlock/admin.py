@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smartlock import broker
-from smartlock.adapters.store import Store
+from smartlock.adapters.store import Store, database
 from smartlock.core.errors import ConfigError
 from smartlock.core.issuance import DEFAULT_KEY_TTL_S
 from smartlock.core.passes import WeeklyHours
@@ -38,9 +38,16 @@ MAX_PASS_USES = 0xFFFF  # a key carries the use limit in 16 bits
 
 
 @contextmanager
-def open_store(site: Site, db: str | None = None) -> Iterator[Store]:
-    """The site's store (``db`` overrides the URL in site.json), migrated to the newest schema."""
-    store = Store.open(site.database_url(db), audit_key=site.secret(site.audit_key_path))
+def open_store(site: Site, db: str | None = None, *, create: bool = False) -> Iterator[Store]:
+    """The site's store (``db`` overrides the URL in site.json), migrated to the newest schema.
+
+    A SQLite file that does not exist is an error here (a mistyped ``--db`` must not quietly
+    create an empty store); only ``smartlock init`` creates one.
+    """
+    url = site.database_url(db)
+    if not create:
+        _refuse_missing_sqlite_file(url)
+    store = Store.open(url, audit_key=site.secret(site.audit_key_path))
     try:
         yield store
     finally:
@@ -49,6 +56,27 @@ def open_store(site: Site, db: str | None = None) -> Iterator[Store]:
 
 def _now() -> int:
     return int(time.time())
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    parsed = database.parse_url(url)
+    sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if sqlite_file and not Path(sqlite_file).exists():
+        raise ConfigError(
+            f"no database at {parsed.database} (is --db right? 'smartlock init' creates it)"
+        )
+
+
+def _refuse_a_database_in_use(db: str) -> None:
+    """``init --db URL`` must not write a second site into a database that holds one: the
+    first site's audit log would be unverifiable without its key, which init would replace."""
+    with Store.open(db, audit_key=bytes(32)) as store:
+        users, locks = store.list_users(include_removed=True), store.list_locks()
+    if users or locks:
+        raise ConfigError(
+            f"that database already holds a site ({len(users)} users, {len(locks)} locks); "
+            "use an empty database (or PostgreSQL schema) for a new site"
+        )
 
 
 def create_site(
@@ -86,6 +114,8 @@ def create_site(
             raise ConfigError(f"pass for {guest!r}, who is not one of the guests (--guest)")
         if lock_id not in locks:
             raise ConfigError(f"pass on {lock_id!r}, which is not one of the locks (--lock)")
+    if db is not None:  # an outside database: usable and empty, before anything is written
+        _refuse_a_database_in_use(db)
     site = provision_site(
         root,
         locks=locks,
@@ -98,7 +128,7 @@ def create_site(
         timezone=timezone,
         force=force,
     )
-    with open_store(site) as store:
+    with open_store(site, create=True) as store:
         for lock_id in locks:
             store.add_lock(lock_id, now=now)
         for role, names in ((Role.OWNER, owners), (Role.RESIDENT, residents), (Role.GUEST, guests)):
@@ -156,7 +186,11 @@ def add_user(
     with open_store(site, db) as store:
         record = store.add_user(name, role, now=_now())
         if name not in site.users:
-            site = add_identity(site, name, lock=False)
+            try:
+                site = add_identity(site, name, lock=False)
+            except BaseException:  # no user in the store without a key pair and an account
+                store.remove_user(name, now=_now())
+                raise
         _audit_admin(store, name, "", "user_add", role.value)
     return site, record, broker.reload_broker(site)
 
@@ -203,7 +237,7 @@ def parse_when(text: str, zone: dt.tzinfo, *, now: int) -> int:
         return now
     if text.startswith("+") and text[-1:] in ("m", "h", "d") and text[1:-1].isdigit():
         unit = {"m": 60, "h": 3600, "d": 86400}[text[-1]]
-        return now + int(text[1:-1]) * unit
+        return _within_range(text, now + int(text[1:-1]) * unit)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -212,7 +246,16 @@ def parse_when(text: str, zone: dt.tzinfo, *, now: int) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return int(moment.timestamp())
+    return _within_range(text, int(moment.timestamp()))
+
+
+LATEST_TIME = 2**32 - 1  # messages carry times as u32 seconds (early 2106)
+
+
+def _within_range(text: str, moment: int) -> int:
+    if not 0 <= moment <= LATEST_TIME:
+        raise ConfigError(f"the time {text!r} is out of range (1970 to 2106)")
+    return moment
 
 
 def grant_pass(

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -127,6 +128,7 @@ def init(
         raise fail(
             "--max-failures, --failure-window, --lockout and --command-window must be at least 1"
         )
+    created_here = not site_dir.exists()
     try:
         site = create_site(
             site_dir,
@@ -151,8 +153,11 @@ def init(
             lockout_s=lockout,
             command_window_s=command_window,
         )
-    except (SmartlockError, ValueError) as exc:
-        raise fail(str(exc)) from None
+    except (SmartlockError, ValueError, OSError) as exc:
+        if created_here:  # leave nothing half-made behind
+            shutil.rmtree(site_dir, ignore_errors=True)
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        raise fail(message) from None
     typer.echo(f"Site created in {site.root}")
     typer.echo(f"  broker     {site.broker_host}:{site.broker_port} (TLS, CA {site.ca_cert})")
     typer.echo(f"  store      {site.database_url().split('://')[0]}")

@@ -627,6 +627,23 @@ def _check_user(site: Site, user: str) -> None:
         raise fail(f"no user {user!r} in site {site.root} (users: {', '.join(site.users)})")
 
 
+def _check_receives_alerts(site: Site, user: str) -> None:
+    """Only owners and residents are sent alerts: a guest would wait forever for nothing.
+
+    Checked where the store is at hand (the backend's machine); elsewhere the broker's ACL
+    still lets the user read only their own (empty) alert topic.
+    """
+    from smartlock.admin import open_store
+
+    try:
+        with open_store(site) as store:
+            record = store.get_user(user)
+    except SmartlockError:
+        return
+    if record is not None and not record.role.receives_alerts:
+        raise fail(f"{user} is a {record.role.value}: only owners and residents receive alerts")
+
+
 def watch(
     user: UserIdOption,
     count: Annotated[
@@ -647,6 +664,7 @@ def watch(
     setup_logging(verbose)
     loaded = load_site(site)
     _check_user(loaded, user)
+    _check_receives_alerts(loaded, user)
     if count is not None and count < 1:
         raise fail("--count must be at least 1")
     if timeout is not None and timeout <= 0:

@@ -230,3 +230,14 @@ def test_concurrent_uses_are_all_counted(site: Store) -> None:
     assert final is not None
     assert final.uses == 100
     assert sorted(seen) == list(range(1, 101))  # every increment saw its own count
+
+
+def test_a_pass_revoked_longer_ago_than_any_key_lives_leaves_the_revocation_list(
+    site: Store,
+) -> None:
+    """However many far-future passes are revoked, the lock's list stays bounded."""
+    day = 24 * HOUR
+    long_pass = _grant(site, start=NOW, end=NOW + 30 * day)
+    site.revoke_pass(long_pass, now=NOW)
+    assert site.revoked_pass_ids("front", now=NOW + day - 1) == [long_pass]
+    assert site.revoked_pass_ids("front", now=NOW + day) == []

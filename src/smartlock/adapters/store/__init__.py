@@ -44,6 +44,7 @@ from smartlock.adapters.store.tables import (
     UserRow,
 )
 from smartlock.core.errors import ConfigError, StoreError
+from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.roles import Role
 from smartlock.core.wire import check_identifier
 
@@ -426,12 +427,16 @@ class Store:
             return rows.pass_record(row)
 
     def revoked_pass_ids(self, lock_id: str, *, now: int) -> list[int]:
-        """Revoked passes on the lock that have not yet expired (older ones hold no live key)."""
+        """Revoked passes on the lock that could still have a live key: not expired, and
+        revoked within the longest key lifetime (a key issued before the revocation has expired
+        by then; none is issued after it).  This keeps the lock's list short however many
+        future passes are revoked."""
         query = (
             select(PassRow.pass_id)
             .where(
                 PassRow.lock_id == lock_id,
                 PassRow.revoked_at.is_not(None),
+                PassRow.revoked_at > now - MAX_KEY_TTL_S,
                 PassRow.valid_until > now,
             )
             .order_by(PassRow.pass_id)
