@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from conftest import (
     OWNER,
+    RESIDENT,
     Sniffer,
     System,
     cli,
@@ -72,6 +73,9 @@ async def test_pass_revoked_while_the_lock_is_offline_stops_the_guests_key_at_re
     revoked = await cli(system.site, "pass", "revoke", str(pass_id))
     assert revoked.returncode == 0, revoked.output()
     await system.backend.wait_for(r"Published revocation list v2 for lock_01 \(1 passes")
+    status = await cli_json(system.site, "status")
+    lock_01 = next(entry for entry in status if entry["lock"] == "lock_01")
+    assert lock_01["revocations"].endswith("pending"), lock_01  # the lock has v1, the store v2
     # The lock comes back: it applies the list before it handles anything else.
     lock = await system.start_lock("lock_01")
     applied = await lock.wait_for(r"Applied revocation list v2: 1 passes .* 1 keys dropped")
@@ -125,6 +129,7 @@ async def test_fourth_refused_remote_request_locks_the_user_out_but_not_the_owne
     system: System,
 ) -> None:
     watcher = await _watch(system, OWNER, 1)
+    resident = await _watch(system, RESIDENT, 1)
     outcomes = []
     for _ in range(5):
         child = await cli(system.site, "remote", "unlock", "lock_01", "--id", "guest_02")
@@ -134,6 +139,7 @@ async def test_fourth_refused_remote_request_locks_the_user_out_but_not_the_owne
     assert "denied: locked_out" in outcomes[4]
     alert = await watcher.wait_for(r"intrusion .*guest_02", timeout_s=5)
     assert "4 failed attempts" in alert.string
+    await resident.wait_for(r"intrusion .*guest_02", timeout_s=5)
     owner = await cli_json(system.site, "remote", "unlock", "lock_01", "--id", OWNER)
     assert owner["result"] == "done"
     audit = await cli_json(system.site, "audit", "--user", "guest_02")
@@ -153,3 +159,20 @@ async def test_the_audit_log_names_the_first_tampered_entry(system: System) -> N
     tampered = await cli(system.site, "audit", "verify")
     assert tampered.returncode == 1
     assert "#3" in tampered.output()
+
+
+async def test_an_online_lock_applies_a_revocation_at_once(system: System) -> None:
+    lock = system.locks["lock_02"]
+    granted = await cli(system.site, "pass", "grant", "guest_03", "lock_02", "--until", "+1h")
+    assert granted.returncode == 0, granted.output()
+    held = await GuestApp(system.site, "guest_03").obtain_key("lock_02")
+    mark = len(lock.lines)
+    pass_id = _pass_of(system, "guest_03", "lock_02").pass_id
+    revoked = await cli(system.site, "pass", "revoke", str(pass_id))
+    assert revoked.returncode == 0, revoked.output()
+    revoked_at = time.monotonic()
+    await lock.wait_for(r"Applied revocation list v\d+: 1 passes .* 1 keys dropped", after=mark)
+    assert time.monotonic() - revoked_at < 2.0  # the backend looks at the store twice a second
+    await GuestApp(system.site, "guest_03").advertise_held_key(held, seconds=2.5)
+    await lock.wait_for(r"Rejected advertisement .*pass_revoked", after=mark)
+    assert not [line for line in lock.lines[mark:] if "UNLOCKED lock_02 for guest_03" in line]
