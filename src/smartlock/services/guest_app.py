@@ -129,7 +129,7 @@ class GuestApp:
                 await self._advertise_until_acknowledged(radio, messages, key, action, result)
                 result.ble_ms = (time.perf_counter() - ble_started) * 1000
         except TimeoutError:
-            raise UnlockFailed(f"gave up after {timeout_s:.0f} s: {phase}") from None
+            raise UnlockFailed(f"gave up after {timeout_s:g} s: {phase}") from None
         result.total_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -252,7 +252,7 @@ class GuestApp:
                     await mqtt.subscribe(self.session_topic)
                     key = await self._request_key(mqtt, mqtt.messages(), lock_id, result)
         except TimeoutError:
-            raise UnlockFailed(f"no key for {lock_id} within {timeout_s:.0f} s") from None
+            raise UnlockFailed(f"no key for {lock_id} within {timeout_s:g} s") from None
         return HeldKey(key, time.monotonic())
 
     async def advertise_held_key(

@@ -85,7 +85,7 @@ async def send_command(
                     elapsed = (time.perf_counter() - started) * 1000
                     return CommandOutcome(reply, elapsed, len(payload))
     except TimeoutError:
-        raise CommandFailed(f"gave up after {timeout_s:.0f} s: {phase}") from None
+        raise CommandFailed(f"gave up after {timeout_s:g} s: {phase}") from None
     raise CommandFailed("the connection to the broker ended before an answer came")
 
 
