@@ -153,3 +153,14 @@ def test_a_user_whose_key_pair_cannot_be_made_is_not_left_in_the_store(site: Sit
     (site.root / "users" / "gina").unlink()
     site, record, _ = admin.add_user(site, "gina", Role.GUEST)  # a retry works
     assert record.active and "gina" in site.users
+
+
+def test_a_lock_add_that_stopped_half_way_is_finished_by_running_it_again(site: Site) -> None:
+    (site.root / "locks").mkdir(exist_ok=True)
+    (site.root / "locks" / "lock_02").write_text("in the way")
+    with pytest.raises(FileExistsError):
+        admin.add_lock(site, "lock_02")
+    (site.root / "locks" / "lock_02").unlink()
+    site, record, _ = admin.add_lock(site, "lock_02")
+    assert record.lock_id == "lock_02" and "lock_02" in site.locks
+    assert site.private_key_path("lock_02").exists()

@@ -215,7 +215,11 @@ def remove_user(site: Site, name: str, *, db: str | None = None) -> tuple[Site, 
 def add_lock(site: Site, lock_id: str, *, db: str | None = None) -> tuple[Site, LockRecord, bool]:
     _check_new_identity(site, lock_id, "lock id")
     with open_store(site, db) as store:
-        record = store.add_lock(lock_id, now=_now())
+        existing = store.get_lock(lock_id)
+        if existing is not None and lock_id not in site.locks:
+            record = existing  # a previous 'lock add' stopped half-way: finish it
+        else:
+            record = store.add_lock(lock_id, now=_now())
         if lock_id not in site.locks:
             site = add_identity(site, lock_id, lock=True)
         _audit_admin(store, "", lock_id, "lock_add", "")
