@@ -193,6 +193,25 @@ async def system(site_dir: Path) -> AsyncIterator[System]:
     await running.stop()
 
 
+async def watch(system: System, user: str, count: int) -> Child:
+    """``smartlock watch --id USER --count N`` as a process, returned once it is subscribed."""
+    child = Child.smartlock(
+        f"watch-{user}",
+        "watch",
+        "--id",
+        user,
+        "--count",
+        str(count),
+        "--timeout",
+        "20",
+        "--site",
+        str(system.site.root),
+    )
+    await child.start()
+    await child.wait_for(rf"Watching alerts for {user}")
+    return child
+
+
 async def cli(site: Site, *args: str, timeout_s: float = 30) -> Child:
     """``smartlock ARGS --site SITE`` as a process, like a user at a shell; returns it after it
     exits."""

@@ -23,6 +23,7 @@ from conftest import (
     new_site_dir,
     provision,
     start_system,
+    watch,
 )
 
 from smartlock.adapters.mqtt import BrokerUnavailable, MqttConnection
@@ -41,24 +42,6 @@ async def system() -> AsyncIterator[System]:
     yield running
     await running.stop()
     shutil.rmtree(root, ignore_errors=True)
-
-
-async def _watch(system: System, user: str, count: int) -> Child:
-    child = Child.smartlock(
-        f"watch-{user}",
-        "watch",
-        "--id",
-        user,
-        "--count",
-        str(count),
-        "--timeout",
-        "20",
-        "--site",
-        str(system.site.root),
-    )
-    await child.start()
-    await child.wait_for(rf"Watching alerts for {user}")
-    return child
 
 
 def _status(status: list[dict], lock_id: str) -> dict:
@@ -80,8 +63,8 @@ async def test_locks_heartbeat_and_show_online_in_status(system: System) -> None
 async def test_a_killed_lock_is_reported_offline_by_its_last_will_within_a_second(
     system: System,
 ) -> None:
-    owner = await _watch(system, OWNER, 1)
-    resident = await _watch(system, RESIDENT, 1)
+    owner = await watch(system, OWNER, 1)
+    resident = await watch(system, RESIDENT, 1)
     lock = system.locks["lock_02"]
     assert lock.process is not None
     os.kill(lock.process.pid, signal.SIGKILL)

@@ -19,9 +19,9 @@ from conftest import (
     new_site_dir,
     provision,
     start_system,
+    watch,
 )
 
-from smartlock.adapters.processes import Child
 from smartlock.adapters.store.records import PassRecord
 from smartlock.admin import open_store
 from smartlock.core.token import advertising_data, make_token, token_slot
@@ -38,24 +38,6 @@ async def system() -> AsyncIterator[System]:
     yield running
     await running.stop()
     shutil.rmtree(root, ignore_errors=True)
-
-
-async def _watch(system: System, user: str, count: int) -> Child:
-    child = Child.smartlock(
-        f"watch-{user}",
-        "watch",
-        "--id",
-        user,
-        "--count",
-        str(count),
-        "--timeout",
-        "20",
-        "--site",
-        str(system.site.root),
-    )
-    await child.start()
-    await child.wait_for(rf"Watching alerts for {user}")
-    return child
 
 
 def _pass_of(system: System, guest: str, lock_id: str) -> PassRecord:
@@ -95,7 +77,7 @@ async def test_fourth_bad_token_locks_the_lock_out_and_alerts_owner_within_a_sec
 ) -> None:
     lock = system.locks["lock_02"]
     held = await GuestApp(system.site, "guest_02").obtain_key("lock_02")
-    watcher = await _watch(system, OWNER, 1)
+    watcher = await watch(system, OWNER, 1)
     mark = len(lock.lines)
     slot = token_slot(held.key.header.issued_at, time.time())
     async with Sniffer(system.site) as attacker:
@@ -128,8 +110,8 @@ async def test_fourth_bad_token_locks_the_lock_out_and_alerts_owner_within_a_sec
 async def test_fourth_refused_remote_request_locks_the_user_out_but_not_the_owner(
     system: System,
 ) -> None:
-    watcher = await _watch(system, OWNER, 1)
-    resident = await _watch(system, RESIDENT, 1)
+    watcher = await watch(system, OWNER, 1)
+    resident = await watch(system, RESIDENT, 1)
     outcomes = []
     for _ in range(5):
         child = await cli(system.site, "remote", "unlock", "lock_01", "--id", "guest_02")
