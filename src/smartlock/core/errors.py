@@ -23,7 +23,6 @@ class Reason(StrEnum):
     WRONG_LOCK = "wrong_lock"
     WRONG_GUEST = "wrong_guest"
     UNKNOWN_LOCK = "unknown_lock"
-    UNKNOWN_GUEST = "unknown_guest"
     UNKNOWN_KEY = "unknown_key"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"

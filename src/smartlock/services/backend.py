@@ -44,7 +44,7 @@ from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.issuer import DeliverToLock, KeyIssuer
 from smartlock.core.lock_verifier import USE_MERGE_S
-from smartlock.core.messages import NO_PASS, Action, MessageType, peek_type
+from smartlock.core.messages import NO_PASS, Action, MessageType, SessionRequest, peek_type
 from smartlock.core.policy import (
     KeyGrant,
     RateLimit,
@@ -834,8 +834,7 @@ class Backend:
 
 
 def _lock_of_request(payload: bytes) -> str:
-    from smartlock.core.messages import SessionRequest
-
+    """The lock a (refused) key request named, for the audit log; "" if it cannot be read."""
     try:
         return SessionRequest.from_bytes(payload).lock_id
     except Rejected:

@@ -70,17 +70,6 @@ def test_a_removed_name_can_be_added_again_with_a_new_role(store: Store) -> None
     assert store.get_user("dave") == back
 
 
-def test_recently_removed_users_are_those_removed_since(store: Store) -> None:
-    for name in ("erin", "frank", "grace"):
-        store.add_user(name, Role.GUEST, now=NOW)
-    store.remove_user("erin", now=NOW + 10)
-    store.remove_user("frank", now=NOW + 20)
-    store.remove_user("grace", now=NOW + 30)
-    store.add_user("grace", Role.GUEST, now=NOW + 40)  # back again: no longer removed
-    assert store.recently_removed_users(since=NOW + 20) == ["frank"]
-    assert store.recently_removed_users(since=NOW) == ["erin", "frank"]
-
-
 def test_removing_a_user_without_passes_still_bumps_every_locks_revocation_list(
     store: Store,
 ) -> None:
@@ -93,18 +82,16 @@ def test_removing_a_user_without_passes_still_bumps_every_locks_revocation_list(
         "front": 2,
         "garage": 2,
     }
-    assert store.recently_removed_users(since=NOW) == ["rita"]
+    assert store.revoked_user_keys(since=NOW) == [("rita", NOW + 5)]
 
 
-def test_bringing_back_a_removed_user_republishes_every_locks_list_without_the_name(
-    store: Store,
-) -> None:
+def test_bringing_back_a_removed_user_republishes_every_locks_list(store: Store) -> None:
     store.add_lock("front", now=NOW)
     store.add_user("rita", Role.RESIDENT, now=NOW)
     store.remove_user("rita", now=NOW + 5)
     store.add_user("rita", Role.GUEST, now=NOW + 10)
     assert [lock.revocation_version for lock in store.list_locks()] == [3]
-    assert store.recently_removed_users(since=NOW) == []
+    assert store.revoked_user_keys(since=NOW) == [("rita", NOW + 5)]  # old keys stay revoked
 
 
 # --- keys of removed owners and residents, for the locks' revocation lists ----------------------

@@ -191,16 +191,6 @@ class Store:
         with self._reading() as session:
             return [rows.user_record(row) for row in session.scalars(query)]
 
-    def recently_removed_users(self, *, since: int) -> list[str]:
-        """Names of the users removed at or after ``since`` (and not added back since)."""
-        query = (
-            select(UserRow.name)
-            .where(UserRow.removed_at >= since)
-            .order_by(UserRow.removed_at, UserRow.name)
-        )
-        with self._reading() as session:
-            return list(session.scalars(query))
-
     def revoked_user_keys(self, *, since: int) -> list[tuple[str, int]]:
         """``(name, revoked_before)`` of users removed as owners or residents at or after
         ``since`` -- also those added back since, in any role: their keys from before the
