@@ -186,6 +186,18 @@ def provision(
     return with_settings(site, max_failures=max_failures, **settings)
 
 
+@contextlib.asynccontextmanager
+async def running_system(**settings: Any) -> AsyncIterator[System]:
+    """A fresh site (``provision(**settings)``) with everything running, for one module."""
+    root = new_site_dir()
+    running = await start_system(provision(root, **settings))
+    try:
+        yield running
+    finally:
+        await running.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest_asyncio.fixture(scope="module")
 async def system(site_dir: Path) -> AsyncIterator[System]:
     running = await start_system(provision(site_dir))

@@ -5,7 +5,6 @@ SQLite (the default) and in PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator
 
@@ -17,10 +16,8 @@ from conftest import (
     System,
     cli,
     cli_json,
-    new_site_dir,
-    provision,
     run_guest,
-    start_system,
+    running_system,
 )
 
 from smartlock import crypto
@@ -36,11 +33,8 @@ async def system(request: pytest.FixtureRequest) -> AsyncIterator[System]:
     db = None
     if request.param == "postgresql":
         db = request.getfixturevalue("postgres_url")
-    root = new_site_dir()
-    running = await start_system(provision(root, db=db))
-    yield running
-    await running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with running_system(db=db) as running:
+        yield running
 
 
 def _entries(audit: list[dict], **fields: object) -> list[dict]:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import Sniffer, System, new_site_dir, provision, run_guest, start_system
+from conftest import Sniffer, System, run_guest, running_system
 
 KEY_TTL_S = 3
 
 
 @pytest_asyncio.fixture(scope="module")
 async def short_lived() -> AsyncIterator[System]:
-    root = new_site_dir()
-    system = await start_system(provision(root, session_ttl_s=KEY_TTL_S))
-    yield system
-    await system.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with running_system(session_ttl_s=KEY_TTL_S) as system:
+        yield system
 
 
 async def test_token_after_the_key_expired_is_rejected(short_lived: System) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import shutil
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import System, cli, new_site_dir, provision, run_guest, start_system
+from conftest import System, cli, run_guest, running_system
 
 from smartlock.admin import open_store
 from smartlock.services.guest_app import GuestApp
@@ -19,11 +18,8 @@ DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 @pytest_asyncio.fixture(scope="module")
 async def system() -> AsyncIterator[System]:
-    root = new_site_dir()
-    running = await start_system(provision(root))
-    yield running
-    await running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with running_system() as running:
+        yield running
 
 
 async def _grant(system: System, guest: str, lock_id: str, *options: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -20,9 +19,7 @@ from conftest import (
     System,
     cli,
     cli_json,
-    new_site_dir,
-    provision,
-    start_system,
+    running_system,
     watch,
 )
 
@@ -37,11 +34,8 @@ HEARTBEAT_S = 1
 
 @pytest_asyncio.fixture(scope="module")
 async def system() -> AsyncIterator[System]:
-    root = new_site_dir()
-    running = await start_system(provision(root, heartbeat_s=HEARTBEAT_S))
-    yield running
-    await running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with running_system(heartbeat_s=HEARTBEAT_S) as running:
+        yield running
 
 
 def _status(status: list[dict], lock_id: str) -> dict:

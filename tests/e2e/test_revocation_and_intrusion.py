@@ -4,7 +4,6 @@ failures -- per lock for BLE tokens, per user for remote requests."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator
 
@@ -16,9 +15,7 @@ from conftest import (
     System,
     cli,
     cli_json,
-    new_site_dir,
-    provision,
-    start_system,
+    running_system,
     watch,
 )
 
@@ -32,12 +29,8 @@ LOCKOUT_S = 6
 
 @pytest_asyncio.fixture(scope="module")
 async def system() -> AsyncIterator[System]:
-    root = new_site_dir()
-    site = provision(root, max_failures=3, failure_window_s=300, lockout_s=LOCKOUT_S)
-    running = await start_system(site)
-    yield running
-    await running.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with running_system(max_failures=3, failure_window_s=300, lockout_s=LOCKOUT_S) as running:
+        yield running
 
 
 def _pass_of(system: System, guest: str, lock_id: str) -> PassRecord:

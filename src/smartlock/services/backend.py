@@ -315,8 +315,9 @@ class Backend:
             )
             self._outbox.put(topics.user_topic(denial.guest_id, "session"), denial.payload)
         self._expire_commands(now)
-        self.publish_lock_state()
-        self._check_heartbeats(now)
+        locks = self.store.list_locks()  # read once a tick, for both
+        self.publish_lock_state(locks)
+        self._check_heartbeats(now, locks)
 
     def handle(self, message: Incoming) -> None:
         """Dispatch one message; a refused one is logged and counted, never raised."""
@@ -426,11 +427,9 @@ class Backend:
             window = self.site.command_window_s
             check_request_time(request.sent_at, now, window, max_age_s=window)
             self.check_not_locked_out(user, now)
+            lock = self.store.get_lock(request.lock_id)
             role = decide_command(
-                name=user,
-                user=self.store.get_user(user),
-                lock_id=request.lock_id,
-                lock=self.store.get_lock(request.lock_id),
+                name=user, user=self.store.get_user(user), lock_id=request.lock_id, lock=lock
             )
         except Rejected as rejected:
             attempt = self._failure(user, rejected, request.lock_id, now, "remote")
@@ -448,7 +447,6 @@ class Backend:
             )
             self._reply(request, reply_topic, message.correlation_data, "denied", rejected.reason)
             return
-        lock = self.store.get_lock(request.lock_id)
         assert lock is not None  # decide_command checked it
         payload, nonce = seal_lock_command(
             key=command_key(self._command_master, lock.lock_id, lock.command_epoch),
@@ -736,9 +734,9 @@ class Backend:
         if payload == topics.OFFLINE:
             self._mark_offline(lock_id, "the lock's connection dropped (last will)")
 
-    def _check_heartbeats(self, now: float) -> None:
+    def _check_heartbeats(self, now: float, locks: list[LockRecord]) -> None:
         limit = 2 * self.site.heartbeat_s + 1
-        for lock in self.store.list_locks():
+        for lock in locks:
             health = self.store.lock_health(lock.lock_id)
             if health is None:
                 if now - self._started_at > limit:
@@ -773,11 +771,11 @@ class Backend:
 
     # --- what the locks must hold ---------------------------------------------------------------
 
-    def publish_lock_state(self) -> None:
+    def publish_lock_state(self, locks: list[LockRecord] | None = None) -> None:
         """Command keys and revocation lists, retained, for every lock whose version moved."""
         now = self._clock()
         removed_cache: list[list[tuple[str, int]]] = []  # read once per round, if needed
-        for lock in self.store.list_locks():
+        for lock in self.store.list_locks() if locks is None else locks:
             try:
                 self._publish_one_lock_state(lock, now, removed_cache)
             except Exception as exc:  # one lock's trouble must not stop the others' lists

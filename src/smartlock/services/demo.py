@@ -55,46 +55,29 @@ class Demo:
             await child.wait_for(pattern, timeout_s=30)
         return child
 
-    async def open_door(self) -> dict[str, object]:
-        guest = Child.smartlock(
-            "guest",
-            "guest",
-            "unlock",
-            LOCK_ID,
-            "--id",
-            GUEST_ID,
-            "--site",
-            str(self.site.root),
-            "--json",
-            on_line=self.show,
+    async def _run_client(self, name: str, *args: str, what: str) -> dict[str, object]:
+        """Run a one-shot ``smartlock ... --json`` client; its JSON summary line."""
+        client = Child.smartlock(
+            name, *args, "--site", str(self.site.root), "--json", on_line=self.show
         )
-        await guest.start()
-        code = await guest.wait(timeout_s=60)
-        if code != 0 or not guest.stdout_lines:
-            raise ChildFailed(f"the guest failed (exit code {code})")
-        result: dict[str, object] = json.loads(guest.stdout_lines[-1])
+        await client.start()
+        code = await client.wait(timeout_s=60)
+        if code != 0 or not client.stdout_lines:
+            raise ChildFailed(f"{what} failed (exit code {code})")
+        result: dict[str, object] = json.loads(client.stdout_lines[-1])
         return result
+
+    async def open_door(self) -> dict[str, object]:
+        """The guest opens the door over BLE: ``smartlock guest unlock``."""
+        return await self._run_client(
+            "guest", "guest", "unlock", LOCK_ID, "--id", GUEST_ID, what="the guest"
+        )
 
     async def remote_unlock(self) -> dict[str, object]:
         """The owner opens the door from afar: ``smartlock remote unlock``."""
-        owner = Child.smartlock(
-            "owner",
-            "remote",
-            "unlock",
-            LOCK_ID,
-            "--id",
-            OWNER_ID,
-            "--site",
-            str(self.site.root),
-            "--json",
-            on_line=self.show,
+        return await self._run_client(
+            "owner", "remote", "unlock", LOCK_ID, "--id", OWNER_ID, what="the owner's remote unlock"
         )
-        await owner.start()
-        code = await owner.wait(timeout_s=30)
-        if code != 0 or not owner.stdout_lines:
-            raise ChildFailed(f"the owner's remote unlock failed (exit code {code})")
-        result: dict[str, object] = json.loads(owner.stdout_lines[-1])
-        return result
 
     async def stop(self) -> None:
         for child in reversed(self.children):
