@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from conftest import (
+
+from smartlock import crypto
+from smartlock.adapters.mqtt import MqttConnection
+from smartlock.core import topics
+from smartlock.core.commands import CommandRequest, open_command_reply
+from smartlock.core.messages import ID_BYTES, Action
+from smartlock.site import BACKEND_USER
+from system_harness import (
     OWNER,
     RESIDENT,
     System,
@@ -19,13 +26,6 @@ from conftest import (
     run_guest,
     running_system,
 )
-
-from smartlock import crypto
-from smartlock.adapters.mqtt import MqttConnection
-from smartlock.core import topics
-from smartlock.core.commands import CommandRequest, open_command_reply
-from smartlock.core.messages import ID_BYTES, Action
-from smartlock.site import BACKEND_USER
 
 
 @pytest_asyncio.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -8,10 +8,10 @@ import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import System, cli, run_guest, running_system
 
 from smartlock.admin import open_store
 from smartlock.services.guest_app import GuestApp
+from system_harness import System, cli, run_guest, running_system
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 

@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from conftest import (
+
+from smartlock.adapters.mqtt import BrokerUnavailable, MqttConnection
+from smartlock.adapters.processes import Child
+from smartlock.core.token import advertising_data, make_token, token_slot
+from smartlock.services.guest_app import GuestApp
+from smartlock.site import Site
+from system_harness import (
     OWNER,
     RESIDENT,
     SNIFFER,
@@ -22,12 +28,6 @@ from conftest import (
     running_system,
     watch,
 )
-
-from smartlock.adapters.mqtt import BrokerUnavailable, MqttConnection
-from smartlock.adapters.processes import Child
-from smartlock.core.token import advertising_data, make_token, token_slot
-from smartlock.services.guest_app import GuestApp
-from smartlock.site import Site
 
 HEARTBEAT_S = 1
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 
-from conftest import System, run_guest
-
 from smartlock import crypto
 from smartlock.adapters.mqtt import MqttConnection
 from smartlock.core.access import make_access_event
 from smartlock.core.issuance import SessionKey
 from smartlock.core.lock_verifier import AccessGranted
 from smartlock.core.messages import ID_BYTES, Action, IssuanceHeader
+from system_harness import System, run_guest
 
 
 async def test_a_delivery_sent_while_the_lock_was_away_reaches_it_on_return(

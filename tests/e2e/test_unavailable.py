@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-from conftest import SNIFFER, System, cli_json, new_site_dir, provision, run_guest
 
 from smartlock.adapters.processes import Child
 from smartlock.site import Site
+from system_harness import SNIFFER, System, cli_json, new_site_dir, provision, run_guest
 
 
 @pytest_asyncio.fixture(scope="module")

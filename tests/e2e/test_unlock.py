@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import System, run_guest
+from system_harness import System, run_guest
 
 
 async def test_guest_opens_lock_over_mqtt_and_ble(system: System) -> None:

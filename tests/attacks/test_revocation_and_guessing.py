@@ -8,7 +8,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import (
+
+from smartlock.adapters.store.records import PassRecord
+from smartlock.admin import open_store
+from smartlock.core.token import advertising_data, make_token, token_slot
+from smartlock.services.guest_app import GuestApp
+from system_harness import (
     OWNER,
     RESIDENT,
     Sniffer,
@@ -18,11 +23,6 @@ from conftest import (
     running_system,
     watch,
 )
-
-from smartlock.adapters.store.records import PassRecord
-from smartlock.admin import open_store
-from smartlock.core.token import advertising_data, make_token, token_slot
-from smartlock.services.guest_app import GuestApp
 
 LOCKOUT_S = 6
 

@@ -1,5 +1,8 @@
-"""End-to-end fixtures: a real site, the real Mosquitto, the real bumble radio hub, and the
-backend and lock agents as separate ``smartlock`` processes -- started exactly as users do."""
+"""The system under test: a real site, the real Mosquitto, the real bumble radio hub, and the
+backend and lock agents as separate ``smartlock`` processes -- started exactly as users do.
+
+Shared by the end-to-end (tests/e2e), attack (tests/attacks) and fault (tests/faults) suites;
+``tests/conftest.py`` registers its fixtures and marks those suites ``e2e``."""
 
 from __future__ import annotations
 
@@ -25,15 +28,6 @@ from smartlock.admin import create_site, with_settings
 from smartlock.broker import free_port
 from smartlock.core.token import token_payload
 from smartlock.site import Site
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/e2e is marked ``e2e`` (deselect with ``-m 'not e2e'``)."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.e2e)
-
 
 SNIFFER = "sniffer"
 LOCKS = ["lock_01", "lock_02"]

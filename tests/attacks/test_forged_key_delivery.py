@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import time
 
-from conftest import System, run_guest
-
 from smartlock import crypto
 from smartlock.adapters.mqtt import MqttConnection
 from smartlock.core.issuance import issue_session_key
 from smartlock.core.messages import ID_BYTES, MAX_MESSAGE_BYTES, SessionRequest
 from smartlock.site import BACKEND_USER, Site
+from system_harness import System, run_guest
 
 
 def delivery(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Sniffer, System, run_guest
+from system_harness import Sniffer, System, run_guest
 
 
 async def _unlock_while_sniffing(system: System) -> bytes:

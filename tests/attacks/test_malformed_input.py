@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import Sniffer, System, run_guest
-
 from smartlock import crypto
 from smartlock.adapters.mqtt import MqttConnection
 from smartlock.core.messages import ID_BYTES, MAX_MESSAGE_BYTES, SessionRequest
+from system_harness import Sniffer, System, run_guest
 
 
 async def test_bad_requests_are_rejected_and_the_backend_keeps_working(system: System) -> None:

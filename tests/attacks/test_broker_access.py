@@ -11,11 +11,11 @@ import ssl
 
 import aiomqtt
 import pytest
-from conftest import System, collect, new_site_dir, provision, run_guest
 
 from smartlock.adapters.mqtt import BrokerUnavailable, MqttConnection, close_refused_socket
 from smartlock.broker import client_tls_context
 from smartlock.site import Credentials
+from system_harness import System, collect, new_site_dir, provision, run_guest
 
 
 async def test_wrong_password_is_refused(system: System) -> None:

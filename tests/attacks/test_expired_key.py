@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from conftest import Sniffer, System, run_guest, running_system
+
+from system_harness import Sniffer, System, run_guest, running_system
 
 KEY_TTL_S = 3
 
