@@ -32,7 +32,7 @@ from smartlock.cli_common import (
     run,
     setup_logging,
 )
-from smartlock.core.errors import SmartlockError
+from smartlock.core.errors import SmartlockError, explain
 from smartlock.core.messages import Action
 from smartlock.core.roles import Role
 
@@ -749,7 +749,7 @@ def _remote(
     elif result == "done":
         typer.echo(f"done: {lock_id} {verb}ed (bolt {bolt}) in {round_trip:.1f} ms")
     else:
-        typer.echo(f"{result}: {reason}")
+        typer.echo(f"{result}: {explain(reason)}")
     if result != "done":
         raise typer.Exit(1)
 

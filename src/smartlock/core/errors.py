@@ -37,6 +37,21 @@ class Reason(StrEnum):
     USES_EXHAUSTED = "uses_exhausted"
     LOCKED_OUT = "locked_out"
     BAD_REPLY_TOPIC = "bad_reply_topic"
+    AUDIT_UNAVAILABLE = "audit_unavailable"  # fail closed: no access that cannot be logged
+
+
+REASON_HINTS = {
+    Reason.AUDIT_UNAVAILABLE.value: (
+        "the backend cannot write its audit log, so it grants nothing; "
+        "the owner should check its disk or database"
+    ),
+}
+
+
+def explain(reason: str) -> str:
+    """A refusal's reason for the person refused: the word, and what it means where unclear."""
+    hint = REASON_HINTS.get(reason)
+    return f"{reason} ({hint})" if hint else reason
 
 
 class SmartlockError(Exception):
@@ -64,3 +79,10 @@ class ConfigError(SmartlockError):
 
 class StoreError(SmartlockError):
     """A store operation refused for a user-facing reason (unknown user, overlapping pass, ...)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database refused to write (disk full, read-only, gone): nothing was stored.
+
+    Access that cannot be written to the audit log is not granted (fail closed).
+    """

@@ -163,6 +163,11 @@ class KeyIssuer:
         del self._pending[ack.key_id]
         return DeliverToGuest(pending.key.header.guest_id, pending.guest_payload, pending.key)
 
+    def withdraw(self, key_id: bytes, now: float, reason: str) -> DenyGuest:
+        """Take back an issuance not yet sent (e.g. it could not be logged): a denial instead."""
+        pending = self._pending.pop(key_id)
+        return self._deny(pending.key.header.guest_id, pending.request_id, reason, now)
+
     def expire(self, now: float) -> list[DenyGuest]:
         """Denials for every issuance whose lock did not acknowledge in time."""
         return [denial for denial, _ in self.expire_with_locks(now)]

@@ -115,6 +115,10 @@ class RecentIds:
             self._seen.popitem(last=False)
         return False
 
+    def forget(self, item: bytes) -> None:
+        """Drop ``item``, so that it is new again (its handling failed and will be retried)."""
+        self._seen.pop(item, None)
+
 
 class RateLimit:
     """A token bucket per key: ``burst`` events at once, then ``per_minute`` on average.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +39,7 @@ from smartlock.core.commands import (
     make_command_reply,
     seal_lock_command,
 )
-from smartlock.core.errors import ConfigError, Reason, Rejected
+from smartlock.core.errors import ConfigError, Reason, Rejected, StoreUnavailable
 from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.issuer import DeliverToLock, KeyIssuer
@@ -67,6 +67,7 @@ COMMAND_TIMEOUT_S = 5.0
 TICK_S = 0.5
 COMMAND_BURST = 5  # remote commands a user may send at once...
 COMMANDS_PER_MINUTE = 30.0  # ...and then one every 2 s on average
+UNLOGGED_CAPACITY = 10_000  # lock events kept in memory while the store cannot write
 NOT_COUNTED = frozenset({Reason.LOCKED_OUT, Reason.RATE_LIMITED, Reason.UNKNOWN_USER})
 
 
@@ -164,6 +165,9 @@ class Backend:
         self._command_rate = RateLimit(burst=COMMAND_BURST, per_minute=COMMANDS_PER_MINUTE)
         self._rate_limited_audited: dict[str, float] = {}
         self._last_use: OrderedDict[bytes, float] = OrderedDict()  # key id -> last counted use
+        # Lock events the store could not take (disk full, read-only): retried every tick, so
+        # a door event reaches the audit log once the store writes again.
+        self._unlogged: deque[tuple[str, bytes]] = deque()
         self._started_at = clock()
 
     # --- site and store -------------------------------------------------------------------------
@@ -301,8 +305,20 @@ class Backend:
                 self.rejections.counts["internal_error"] += 1
                 logger.exception("Internal error in the backend's periodic work")
 
+    def store_unavailable(self, what: str, exc: StoreUnavailable) -> None:
+        """Log and count one thing the store could not take."""
+        self.rejections.counts[Reason.AUDIT_UNAVAILABLE.value] += 1
+        logger.error("Store unavailable, %s not handled: %s", what, exc)
+
     def tick(self) -> None:
+        try:
+            self._tick()
+        except StoreUnavailable as exc:
+            self.store_unavailable("periodic work", exc)
+
+    def _tick(self) -> None:
         now = self._clock()
+        self._retry_unlogged()
         for denial, lock_id in self.issuer.expire_with_locks(now):
             logger.warning("Lock did not confirm a key in time; telling %s", denial.guest_id)
             self.audit(
@@ -332,13 +348,15 @@ class Backend:
             elif len(parts) == 3 and parts[0] == "backend" and parts[1] == "commands":
                 self._on_command_request(parts[2], message)
             elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "events":
-                self._on_lock_event(parts[1], message.payload)
+                self._on_lock_event_or_keep(parts[1], message.payload)
             elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "availability":
                 self._on_availability(parts[1], message.payload)
             else:
                 logger.warning("Ignored message on unexpected topic %s", message.topic)
         except Rejected as rejected:
             self.rejections.record("message", rejected, message.topic)
+        except StoreUnavailable as exc:
+            self.store_unavailable(f"a message on {message.topic}", exc)
         except Exception:  # a bug must cost one message, never the service
             self.rejections.counts["internal_error"] += 1
             logger.exception("Internal error on a message from %s; dropped", message.topic)
@@ -369,14 +387,22 @@ class Backend:
                 answer.key.header.expires_at - answer.key.header.issued_at,
                 len(answer.payload),
             )
-            self.audit(
-                who=user,
-                lock_id=answer.lock_id,
-                channel="ble",
-                action="key_request",
-                result="granted",
-                reason=f"pass {answer.grant.pass_id}" if answer.grant.pass_id else "",
-            )
+            try:
+                self.audit(
+                    who=user,
+                    lock_id=answer.lock_id,
+                    channel="ble",
+                    action="key_request",
+                    result="granted",
+                    reason=f"pass {answer.grant.pass_id}" if answer.grant.pass_id else "",
+                )
+            except StoreUnavailable as exc:  # fail closed: no access that cannot be logged
+                self.store_unavailable(f"key for {user} on {answer.lock_id} refused", exc)
+                denial = self.issuer.withdraw(
+                    answer.key.key_id, now, Reason.AUDIT_UNAVAILABLE.value
+                )
+                self._outbox.put(topics.user_topic(user, "session"), denial.payload)
+                return
             self._outbox.put(topics.lock_topic(answer.lock_id, "session"), answer.payload)
             return
         lock_id = _lock_of_request(payload)
@@ -384,15 +410,18 @@ class Backend:
         if answer.rejected is not None:
             attempt = self._failure(user, answer.rejected, lock_id, now, "ble")
         logger.warning("Denied session key to %s: %s", user, answer.reason)
-        self.audit(
-            who=user,
-            lock_id=lock_id,
-            channel="ble",
-            action="key_request",
-            result="denied",
-            reason=answer.reason,
-            attempt=attempt,
-        )
+        try:
+            self.audit(
+                who=user,
+                lock_id=lock_id,
+                channel="ble",
+                action="key_request",
+                result="denied",
+                reason=answer.reason,
+                attempt=attempt,
+            )
+        except StoreUnavailable as exc:  # a refusal still goes out, even unlogged
+            self.store_unavailable(f"the refusal of a key to {user}", exc)
         self._outbox.put(topics.user_topic(answer.guest_id, "session"), answer.payload)
 
     # --- remote commands ------------------------------------------------------------------------
@@ -448,6 +477,16 @@ class Backend:
             self._reply(request, reply_topic, message.correlation_data, "denied", rejected.reason)
             return
         assert lock is not None  # decide_command checked it
+        try:  # fail closed: a door that moves is in the log before the command leaves
+            self.audit(
+                who=user, lock_id=lock.lock_id, channel="remote", action=action, result="sent"
+            )
+        except StoreUnavailable as exc:
+            self.store_unavailable(f"remote {action} of {lock.lock_id} by {user} refused", exc)
+            self._reply(
+                request, reply_topic, message.correlation_data, "denied", Reason.AUDIT_UNAVAILABLE
+            )
+            return
         payload, nonce = seal_lock_command(
             key=command_key(self._command_master, lock.lock_id, lock.command_epoch),
             lock_id=lock.lock_id,
@@ -524,6 +563,34 @@ class Backend:
 
     # --- what the locks say ---------------------------------------------------------------------
 
+    def _on_lock_event_or_keep(self, lock_id: str, payload: bytes) -> None:
+        """Handle a lock's event; one the store cannot take now is kept to try again."""
+        try:
+            self._on_lock_event(lock_id, payload)
+        except StoreUnavailable:
+            self._keep_unlogged(lock_id, payload)
+            raise
+
+    def _keep_unlogged(self, lock_id: str, payload: bytes) -> None:
+        if len(self._unlogged) >= UNLOGGED_CAPACITY:
+            self._unlogged.popleft()
+            logger.error("Too many lock events waiting for the store; the oldest is dropped")
+        self._unlogged.append((lock_id, payload))
+
+    def _retry_unlogged(self) -> None:
+        """Lock events kept while the store could not write, in their order, until it can."""
+        while self._unlogged:
+            lock_id, payload = self._unlogged[0]
+            try:
+                self._on_lock_event(lock_id, payload)
+            except StoreUnavailable:
+                return  # still unavailable: the next tick tries again
+            except Rejected as rejected:
+                self.rejections.record("kept lock event", rejected, lock_id)
+            self._unlogged.popleft()
+            if not self._unlogged:
+                logger.info("The store writes again; every kept lock event is handled")
+
     def _on_lock_event(self, lock_id: str, payload: bytes) -> None:
         lock = self.store.get_lock(lock_id)
         if lock is None:
@@ -549,18 +616,18 @@ class Backend:
                 lock_id=lock_id,
                 epoch=lock.command_epoch,
             )
-            if not self.store.advance_report_seq(lock_id, report.seq):
-                raise Rejected(Reason.REPLAY, f"report {report.seq} from {lock_id} already seen")
+            fresh = self.store.advance_report_seq(lock_id, report.seq)
             body = report.body
+            if not fresh and not isinstance(body, TokenRefused | Lockout):
+                raise Rejected(Reason.REPLAY, f"report {report.seq} from {lock_id} already seen")
+            # A refused token or a lockout is audited under its own event key, at most once: one
+            # seen before whose audit write failed (store unavailable) is written now.
             if isinstance(body, Heartbeat):
                 self._on_heartbeat(lock_id, report.at, body)
             elif isinstance(body, CommandResult):
                 self._on_command_result(lock_id, report.at, body)
             elif isinstance(body, TokenRefused):
-                logger.warning(
-                    "Lock %s refused a token (%s), attempt %d", lock_id, body.reason, body.attempt
-                )
-                self.audit(
+                logged = self.audit(
                     who=body.who,
                     lock_id=lock_id,
                     channel="ble",
@@ -570,6 +637,11 @@ class Backend:
                     attempt=body.attempt,
                     event_key=f"report/{lock_id}/{lock.command_epoch}/{report.seq}",
                     at=report.at,
+                )
+                if not logged:
+                    raise Rejected(Reason.REPLAY, f"report {report.seq} from {lock_id} logged")
+                logger.warning(
+                    "Lock %s refused a token (%s), attempt %d", lock_id, body.reason, body.attempt
                 )
             elif isinstance(body, Lockout):
                 self._on_lockout(lock_id, report.at, report.seq, lock.command_epoch, body)
@@ -581,16 +653,20 @@ class Backend:
         if self._event_ids.seen_before(event.event_id, self._clock()):
             raise Rejected(Reason.REPLAY, f"access event from {lock_id} already received")
         action = event.action.name.lower()
-        first_time = self.audit(
-            who=event.guest_id,
-            lock_id=lock_id,
-            channel="ble",
-            action=action,
-            result="granted",
-            reason=f"pass {event.pass_id}" if event.pass_id else "",
-            event_key=f"ble/{event.event_id.hex()}",
-            at=event.at,
-        )
+        try:
+            first_time = self.audit(
+                who=event.guest_id,
+                lock_id=lock_id,
+                channel="ble",
+                action=action,
+                result="granted",
+                reason=f"pass {event.pass_id}" if event.pass_id else "",
+                event_key=f"ble/{event.event_id.hex()}",
+                at=event.at,
+            )
+        except StoreUnavailable:
+            self._event_ids.forget(event.event_id)  # kept by the caller, to be tried again
+            raise
         if not first_time:
             raise Rejected(Reason.REPLAY, f"access event from {lock_id} already logged")
         if event.pass_id != NO_PASS and event.action is Action.UNLOCK:

@@ -21,7 +21,7 @@ from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.radio import Radio, open_radio
 from smartlock.core import topics
 from smartlock.core.access import access_ack_is_valid
-from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError
+from smartlock.core.errors import ConfigError, Reason, Rejected, SmartlockError, explain
 from smartlock.core.issuance import SessionKey, open_denial, open_guest_delivery
 from smartlock.core.messages import (
     ID_BYTES,
@@ -156,7 +156,9 @@ class GuestApp:
                         request_id=request.request_id,
                         backend_public=self._backend_public,
                     )
-                    raise UnlockFailed(f"the backend refused a key for {lock_id}: {denial.reason}")
+                    raise UnlockFailed(
+                        f"the backend refused a key for {lock_id}: {explain(denial.reason)}"
+                    )
                 key = open_guest_delivery(
                     message.payload,
                     guest_id=self.guest_id,

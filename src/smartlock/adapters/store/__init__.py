@@ -25,7 +25,7 @@ from types import TracebackType
 
 from sqlalchemy import ColumnElement, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from smartlock.adapters.store import audit_log, database, rows
@@ -43,7 +43,7 @@ from smartlock.adapters.store.tables import (
     PassRow,
     UserRow,
 )
-from smartlock.core.errors import ConfigError, StoreError
+from smartlock.core.errors import ConfigError, StoreError, StoreUnavailable
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.roles import Role
 from smartlock.core.wire import check_identifier
@@ -118,8 +118,12 @@ class Store:
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        """One write transaction; a database that cannot write raises :class:`StoreUnavailable`."""
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except (OperationalError, InternalError) as exc:  # disk full, read-only, server gone
+            raise StoreUnavailable(f"the database cannot be written ({_cause(exc)})") from None
 
     @contextmanager
     def _reading(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -518,6 +522,12 @@ def _identifier(value: str, what: str) -> None:
         check_identifier(value, what)
     except ValueError as exc:
         raise StoreError(str(exc)) from None
+
+
+def _cause(exc: DBAPIError) -> str:
+    """The driver's one-line reason (never the statement or its parameters)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
 
 
 def _when(unix_seconds: int) -> str:
