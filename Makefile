@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: demo test check format lint types bootstrap mosquitto clean
+.PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime clean
 
 demo: bootstrap mosquitto
 	$(BIN)/smartlock demo $(ARGS)
 
-test: bootstrap mosquitto check
+test: bootstrap mosquitto faketime check
 	$(BIN)/pytest $(ARGS)
 
 check: bootstrap
@@ -44,6 +44,24 @@ mosquitto:
 		echo "or install your distribution's mosquitto package, then run make again."; \
 		exit 1; \
 	fi
+
+# libfaketime from Debian: the fault suite moves the whole system's clock (a lock offline for
+# "ten minutes") without waiting; nothing in smartlock itself uses it.
+faketime:
+	@if [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || \
+		ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's libfaketime with apt-get (for the fault tests)..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null; \
+	else \
+		echo "The fault tests that move the clock need libfaketime: sudo apt-get install libfaketime"; \
+		echo "(they are skipped without it)."; \
+	fi
+
+# The fuzz suite with a large budget (make test runs it with a small, fixed one).
+fuzz: bootstrap
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -92,6 +92,7 @@ class System:
     backend: Child
     locks: dict[str, Child] = field(default_factory=dict)
     extra_lock_args: list[str] = field(default_factory=list)
+    lock_args: dict[str, list[str]] = field(default_factory=dict)  # per lock, after the above
 
     async def start_lock(self, lock_id: str) -> Child:
         child = Child.smartlock(
@@ -105,6 +106,7 @@ class System:
             "--duplicate-window",
             "0.5",
             *self.extra_lock_args,
+            *self.lock_args.get(lock_id, []),
         )
         await child.start()
         await child.wait_for(r"Subscribed to locks/.*/session")
@@ -301,3 +303,61 @@ async def collect(mqtt: MqttConnection, seconds: float) -> list[Incoming]:
     except TimeoutError:
         pass
     return received
+
+
+class NetworkLink:
+    """A TCP relay standing for one device's network link to the broker: ``cut()`` drops every
+    connection through it and refuses new ones (the device is off the network) until
+    ``restore()``.  Point a lock at it with ``lock run --broker-port LINK.port``."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.target_port = target_port
+        self.port = 0
+        self.up = True
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> NetworkLink:
+        self._server = await asyncio.start_server(self._relay, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update((writer, up_writer))

@@ -278,6 +278,15 @@ def lock_command(
             "between backend and lock; smaller is safer with NTP)."
         ),
     ] = 30.0,
+    broker_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Reach the site's broker host on this port instead of site.json's "
+            "(e.g. through a port forward).",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a lock agent: keys over MQTT, tokens over BLE, the bolt through the actuator."""
@@ -302,6 +311,7 @@ def lock_command(
             relock_after_s=relock_after,
             duplicate_window_s=duplicate_window,
             token_window_s=token_window,
+            broker_port=broker_port,
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -123,6 +123,7 @@ class LockAgent:
         token_window_s: float = DEFAULT_CLOCK_SKEW_S,
         heartbeat_s: float | None = None,
         command_window_s: float | None = None,
+        broker_port: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if lock_id not in site.locks:
@@ -134,6 +135,7 @@ class LockAgent:
         self.radio_transport = radio or site.virtual_radio(lock_id)
         self.actuator = actuator or LoggingActuator()
         self._relock_after_s = relock_after_s
+        self._broker_port = broker_port  # None: the site's
         self._heartbeat_s = heartbeat_s or site.heartbeat_s
         self._clock = clock
         self._lock_key = site.private_key(lock_id)
@@ -205,7 +207,9 @@ class LockAgent:
         availability = topics.lock_topic(self.lock_id, "availability")
         will = LastWill(availability, topics.OFFLINE)
         try:
-            async with MqttConnection(self.site, credentials, persistent=True, will=will) as mqtt:
+            async with MqttConnection(
+                self.site, credentials, persistent=True, will=will, port=self._broker_port
+            ) as mqtt:
                 self._syncing = True
                 self._synced.clear()
                 self._held.clear()
