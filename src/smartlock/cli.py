@@ -287,10 +287,18 @@ def lock_command(
             max=65535,
         ),
     ] = None,
+    min_rssi: Annotated[
+        int | None,
+        typer.Option(
+            help="Refuse tokens heard below this signal strength (dBm, e.g. -70): a relay "
+            "must then transmit close to the door. Off by default; calibrate per door.",
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a lock agent: keys over MQTT, tokens over BLE, the bolt through the actuator."""
     from smartlock.adapters.actuator import open_actuator
+    from smartlock.core.proximity import check_floor
     from smartlock.services.lock_agent import LockAgent
 
     setup_logging(verbose)
@@ -312,6 +320,7 @@ def lock_command(
             duplicate_window_s=duplicate_window,
             token_window_s=token_window,
             broker_port=broker_port,
+            min_rssi=None if min_rssi is None else check_floor(min_rssi),
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None

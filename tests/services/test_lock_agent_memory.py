@@ -394,3 +394,24 @@ def test_rejection_summary_names_every_reason_with_its_count() -> None:
     rejections.record("advertisement", Rejected(Reason.REPLAY))
     rejections.record("message", Rejected(Reason.MALFORMED, "truncated"))
     assert rejections.summary() == "rejected: malformed=1, replay=2"
+
+
+# --- the RSSI floor -----------------------------------------------------------------------------
+
+
+def heard_at(report: AdvertisingReport, rssi: int) -> AdvertisingReport:
+    return AdvertisingReport(report.address, rssi, report.data)
+
+
+async def test_a_token_heard_below_the_rssi_floor_moves_nothing_and_is_counted(
+    site: Site,
+) -> None:
+    agent = LockAgent(site, LOCK, radio="memory:unused", relock_after_s=RELOCK_S, min_rssi=-60)
+    issued = issue(site)
+    agent.on_delivery(delivery(issued))
+    agent.on_advertisement(heard_at(token(issued, 1), -75))
+    assert bolt(agent).movements == []
+    assert agent.rejections.counts[Reason.WEAK_SIGNAL.value] == 1
+    assert stored_reports(agent) == []  # too far away is not a failed guess: no intrusion count
+    agent.on_advertisement(heard_at(token(issued, 1), -55))  # the same token, from close by
+    assert bolt(agent).movements == [BoltState.UNLOCKED]

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     USES_EXHAUSTED = "uses_exhausted"
     LOCKED_OUT = "locked_out"
     BAD_REPLY_TOPIC = "bad_reply_topic"
+    WEAK_SIGNAL = "weak_signal"  # below the lock's RSSI floor: too far away (or relayed)
     AUDIT_UNAVAILABLE = "audit_unavailable"  # fail closed: no access that cannot be logged
 
 

@@ -39,6 +39,7 @@ from smartlock.core.lock_verifier import (
     LockVerifier,
 )
 from smartlock.core.messages import Action
+from smartlock.core.proximity import check_signal
 from smartlock.core.reports import (
     CommandResult,
     Heartbeat,
@@ -124,6 +125,7 @@ class LockAgent:
         heartbeat_s: float | None = None,
         command_window_s: float | None = None,
         broker_port: int | None = None,
+        min_rssi: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if lock_id not in site.locks:
@@ -136,6 +138,7 @@ class LockAgent:
         self.actuator = actuator or LoggingActuator()
         self._relock_after_s = relock_after_s
         self._broker_port = broker_port  # None: the site's
+        self._min_rssi = min_rssi  # dBm; None: no floor
         self._heartbeat_s = heartbeat_s or site.heartbeat_s
         self._clock = clock
         self._lock_key = site.private_key(lock_id)
@@ -427,6 +430,7 @@ class LockAgent:
             return  # just reconnected: revocations first (the guest keeps advertising)
         now = self._clock()
         try:
+            check_signal(report.rssi, self._min_rssi)
             granted = self.verifier.check_advertisement(report.data, now)
         except Rejected as rejected:
             self.rejections.record("advertisement", rejected, report.address)
