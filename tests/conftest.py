@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from system_harness import postgres_url, site_dir, system
+from smartlock.adapters.processes import Child
+from system_harness import LOGS, postgres_url, site_dir, system
 
 __all__ = ["postgres_url", "site_dir", "system"]  # fixtures, registered by being imported here
 
@@ -22,3 +25,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(str(item.fspath))
         if any(suite in path.parents for suite in suites):
             item.add_marker(pytest.mark.e2e)
+
+
+class _RecordLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LOGS.records.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_log_is_scanned_for_secrets() -> Iterator[None]:
+    """Feed ``LOGS``: every child process started, and every log record of this process (the
+    secret scan of each system reads them; see ``system_harness.assert_no_secret_logged``)."""
+    handler = _RecordLog(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    ours = logging.getLogger("smartlock")
+    level = ours.level
+    ours.setLevel(logging.DEBUG)  # records below the root's WARNING reach the handler too
+    start = Child.start
+
+    async def start_and_record(self: Child) -> Child:
+        LOGS.children.append(self)
+        return await start(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Child, "start", start_and_record)
+        yield
+    ours.setLevel(level)
+    root.removeHandler(handler)

@@ -7,9 +7,11 @@ Shared by the end-to-end (tests/e2e), attack (tests/attacks) and fault (tests/fa
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -35,6 +37,57 @@ GUESTS = ["guest_01", "guest_02", "guest_03"]
 GRANTS = [("guest_01", "lock_01"), ("guest_02", "lock_02")]  # guest_03 has no pass
 OWNER = "owner"
 RESIDENT = "resident"
+
+
+class Logs:
+    """Every smartlock process the suites start, and this test process's own log records: what
+    an operator or an attacker with the logs would see.  ``tests/conftest.py`` feeds it."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self.records: list[str] = []
+
+    def text(self, first_child: int = 0) -> str:
+        lines = [line for child in self.children[first_child:] for line in child.lines]
+        return "\n".join([*lines, *self.records])
+
+
+LOGS = Logs()
+
+
+def site_secrets(site: Site) -> dict[str, str]:
+    """What must never be logged, as a log line would show it: name -> text."""
+    found: dict[str, str] = {}
+    for identity in ("backend", *site.locks, *site.users):
+        with contextlib.suppress(OSError):
+            found[f"{identity} password"] = site.credentials(identity).password
+        with contextlib.suppress(OSError):
+            pem = site.private_key_path(identity).read_text().splitlines()
+            body = [line for line in pem if "PRIVATE KEY" not in line]
+            for number, line in enumerate(body):
+                found[f"{identity} private key line {number}"] = line
+    for secret_file in (site.audit_key_path, site.command_master_key_path):
+        with contextlib.suppress(OSError):
+            raw = secret_file.read_bytes()
+            found[secret_file.name] = raw.hex()
+            found[f"{secret_file.name} (base64)"] = base64.b64encode(raw).decode()
+    for lock_id in site.locks:
+        with contextlib.suppress(OSError, ValueError):
+            state = (site.identity_dir(lock_id) / "state.json").read_text()
+            for number, key in enumerate(re.findall(r'"(?:secret|key)": "([0-9a-f]{64})"', state)):
+                found[f"{lock_id} held key {number}"] = key
+                found[f"{lock_id} held key {number} (base64)"] = base64.b64encode(
+                    bytes.fromhex(key)
+                ).decode()
+    return found
+
+
+def assert_no_secret_logged(site: Site, first_child: int = 0) -> None:
+    """No password, private key, audit or command key, or session key of ``site`` appears in
+    the output of any process started since ``first_child``, nor in this process's log."""
+    logs = LOGS.text(first_child)
+    leaked = [name for name, secret in site_secrets(site).items() if secret and secret in logs]
+    assert leaked == [], f"secrets in the logs: {leaked}"
 
 
 def new_site_dir() -> Path:
@@ -93,6 +146,7 @@ class System:
     locks: dict[str, Child] = field(default_factory=dict)
     extra_lock_args: list[str] = field(default_factory=list)
     lock_args: dict[str, list[str]] = field(default_factory=dict)  # per lock, after the above
+    started_at: int = field(default_factory=lambda: len(LOGS.children))  # its first child
 
     async def start_lock(self, lock_id: str) -> Child:
         child = Child.smartlock(
@@ -139,17 +193,19 @@ class System:
     async def stop(self) -> None:
         for child in [*self.locks.values(), self.backend, self.radio, self.broker]:
             await child.stop()
+        assert_no_secret_logged(self.site, self.started_at)
 
 
 async def start_system(site: Site) -> System:
     root = str(site.root)
+    first_child = len(LOGS.children)
     broker = await Child.smartlock("broker", "broker", "--site", root).start()
     await broker.wait_for(r"Broker listening")
     radio = await Child.smartlock("radio", "radio-hub", "--site", root, "--extra", SNIFFER).start()
     await radio.wait_for(r"Radio hub ready")
     backend = await Child.smartlock("backend", "backend", "--site", root).start()
     await backend.wait_for(r"Backend listening for session requests")
-    system = System(site, broker, radio, backend)
+    system = System(site, broker, radio, backend, started_at=first_child)
     for lock_id in site.locks:
         await system.start_lock(lock_id)
     return system
