@@ -137,7 +137,10 @@ class Child:
         try:
             code = await asyncio.wait_for(self.process.wait(), timeout_s)
         except TimeoutError:
-            raise ChildFailed(f"{self.name} still running after {timeout_s:.0f} s") from None
+            raise ChildFailed(
+                f"{self.name} still running after {timeout_s:.0f} s; last lines:\n"
+                + "\n".join(self.lines[-15:])
+            ) from None
         await asyncio.gather(*self._pumps)
         return code
 

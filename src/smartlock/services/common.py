@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -115,6 +116,9 @@ class Outbox:
         return len(self._items)
 
 
+_JITTER = secrets.SystemRandom()
+
+
 async def reconnecting(
     session: Callable[[], Awaitable[None]], logger: logging.Logger, *, max_backoff_s: float = 10.0
 ) -> None:
@@ -136,6 +140,8 @@ async def reconnecting(
                 raise exc from None
             if loop.time() - started > max_backoff_s:
                 backoff = 0.2  # it was connected for a while: start again from a short wait
-            logger.warning("%s; retrying in %.1f s", exc, backoff)
-        await asyncio.sleep(backoff)
+            # jittered, so that a fleet of locks does not come back in one wave after an outage
+            delay = backoff * (0.5 + _JITTER.random() / 2)
+            logger.warning("%s; retrying in %.1f s", exc, delay)
+        await asyncio.sleep(delay)
         backoff = min(backoff * 2, max_backoff_s)
