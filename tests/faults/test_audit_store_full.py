@@ -2,7 +2,8 @@
 
 The backend must fail closed -- grant no key and send no remote command it cannot write to its
 audit log, and tell the requester why -- while the door events that locks report meanwhile are
-kept and reach the log, once each, as soon as the disk has room again.
+kept and reach the log, once each, as soon as the disk has room again: even when the backend
+is killed while it holds them (the broker keeps what the backend has not acknowledged).
 
 The store lives on a small tmpfs mounted for this module (root only: skipped elsewhere, with
 the reason).
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from smartlock.adapters.processes import Child
 from smartlock.services.guest_app import GuestApp
 from system_harness import (
     OWNER,
@@ -84,6 +86,16 @@ def disk_full(mount_point: Path) -> Iterator[None]:
         filler.unlink()
 
 
+async def _kill_and_restart_backend(system: System) -> None:
+    assert system.backend.process is not None
+    system.backend.process.kill()
+    await system.backend.wait(timeout_s=10)
+    system.backend = await Child.smartlock(
+        "backend", "backend", "--site", str(system.site.root)
+    ).start()
+    await system.backend.wait_for(r"Backend listening for session requests")
+
+
 def _entries(audit: list[dict[str, object]], **match: object) -> list[dict[str, object]]:
     return [e for e in audit if all(e[k] == v for k, v in match.items())]
 
@@ -110,10 +122,15 @@ async def test_a_full_disk_refuses_access_it_cannot_log_and_keeps_door_events(
         assert await GuestApp(system.site, "guest_01").advertise_held_key(held, seconds=1.5) >= 1
         await lock_01.wait_for(r"UNLOCKED lock_01 for guest_01")
         await system.backend.wait_for(r"Store unavailable, a message on locks/lock_01/events")
+        # The backend dies holding that event, unstored: the broker still has it (it was
+        # never acknowledged) and gives it to the backend that starts next.
+        await _kill_and_restart_backend(system)
+        await system.backend.wait_for(r"Store unavailable, a message on locks/lock_01/events")
     await system.backend.wait_for(r"every kept lock event is handled", timeout_s=10)
     audit = await cli_json(system.site, "audit", "--lock", "lock_01", "--user", "guest_01")
     opened = _entries(audit, channel="ble", action="unlock", result="granted")
-    assert len(opened) == 1, opened  # logged once, although it arrived while the disk was full
+    # each opening logged once, although it arrived while the disk was full
+    assert len(opened) == lock_01.count(r"UNLOCKED lock_01 for guest_01") >= 1, opened
     refused = _entries(audit, action="key_request", result="granted")
     assert len(refused) == 1  # the key obtained before the fault; none while it lasted
     # with room again, everything works as before

@@ -43,6 +43,8 @@ class Incoming:
     retained: bool = False
     response_topic: str | None = None  # MQTT v5: where the sender wants the answer
     correlation_data: bytes | None = None  # MQTT v5: echoed in the answer
+    mid: int = 0  # the packet id, for a manual acknowledgement (QoS 1)
+    qos: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class MqttConnection:
         port: int | None = None,
         timeout_s: float = 10.0,
         will: LastWill | None = None,
+        manual_ack: bool = False,
     ) -> None:
         """Connect as ``credentials`` to the site broker.
 
@@ -124,6 +127,12 @@ class MqttConnection:
             will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True) if will else None,
             logger=logging.getLogger("smartlock.mqtt.paho"),
         )
+        self._manual_ack = manual_ack
+        if manual_ack:
+            # aiomqtt 2.5 has no API for it; paho's is public: a QoS 1 message is acknowledged
+            # (PUBACK) only when ack() is called, so one received but not yet handled durably is
+            # sent again by the broker after a crash (the session is persistent).
+            self._client._client.manual_ack_set(True)
 
     async def __aenter__(self) -> MqttConnection:
         try:
@@ -145,6 +154,12 @@ class MqttConnection:
             await self._client.__aexit__(exc_type, exc, tb)
         except aiomqtt.MqttError:
             logger.debug("disconnect from an already lost connection")
+
+    def ack(self, message: Incoming) -> None:
+        """Acknowledge ``message`` (with ``manual_ack``): the broker forgets it.  Only for a
+        message received on this connection -- packet ids are per connection."""
+        if self._manual_ack and message.qos > 0:
+            self._client._client.ack(message.mid, message.qos)
 
     async def subscribe(self, topic: str) -> None:
         try:
@@ -194,6 +209,8 @@ class MqttConnection:
                     retained=bool(message.retain),
                     response_topic=str(response_topic) if response_topic is not None else None,
                     correlation_data=bytes(correlation) if correlation is not None else None,
+                    mid=int(message.mid),
+                    qos=int(message.qos),
                 )
         except aiomqtt.MqttError as exc:
             raise _unavailable("lost the broker", exc) from None

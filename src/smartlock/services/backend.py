@@ -167,7 +167,8 @@ class Backend:
         self._last_use: OrderedDict[bytes, float] = OrderedDict()  # key id -> last counted use
         # Lock events the store could not take (disk full, read-only): retried every tick, so
         # a door event reaches the audit log once the store writes again.
-        self._unlogged: deque[tuple[str, bytes]] = deque()
+        self._unlogged: deque[_KeptEvent] = deque()
+        self._connection: MqttConnection | None = None  # the current one, for late acks
         self._started_at = clock()
 
     # --- site and store -------------------------------------------------------------------------
@@ -271,8 +272,9 @@ class Backend:
 
     async def _session(self) -> None:
         async with MqttConnection(
-            self.site, self.site.credentials(BACKEND_USER), persistent=True
+            self.site, self.site.credentials(BACKEND_USER), persistent=True, manual_ack=True
         ) as mqtt:
+            self._connection = mqtt
             self._published_keys.clear()
             self._published_revocations.clear()
             try:
@@ -294,7 +296,11 @@ class Backend:
                 tasks.create_task(self._outbox.drain(mqtt.publish), name="backend-outbox")
                 tasks.create_task(self._ticks(), name="backend-ticks")
                 async for message in mqtt.messages():
-                    self.handle(message)
+                    if not _is_lock_event(message.topic):
+                        mqtt.ack(message)  # a request is answered at most once
+                        self.handle(message)
+                    elif self.handle(message):
+                        mqtt.ack(message)  # a door event only once it is stored
 
     async def _ticks(self) -> None:
         while True:
@@ -335,8 +341,12 @@ class Backend:
         self.publish_lock_state(locks)
         self._check_heartbeats(now, locks)
 
-    def handle(self, message: Incoming) -> None:
-        """Dispatch one message; a refused one is logged and counted, never raised."""
+    def handle(self, message: Incoming) -> bool:
+        """Dispatch one message; a refused one is logged and counted, never raised.
+
+        False when a lock's event could not be stored yet: it is kept and tried again each
+        tick, and acknowledged to the broker only once stored (see :meth:`_retry_unlogged`).
+        """
         parts = message.topic.split("/")
         try:
             if parts[0] == "backend" and message.retained:
@@ -347,8 +357,8 @@ class Backend:
                 self._on_key_request(parts[2], message.payload)
             elif len(parts) == 3 and parts[0] == "backend" and parts[1] == "commands":
                 self._on_command_request(parts[2], message)
-            elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "events":
-                self._on_lock_event_or_keep(parts[1], message.payload)
+            elif _is_lock_event(message.topic):
+                self._on_lock_event_or_keep(parts[1], message)
             elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "availability":
                 self._on_availability(parts[1], message.payload)
             else:
@@ -357,9 +367,11 @@ class Backend:
             self.rejections.record("message", rejected, message.topic)
         except StoreUnavailable as exc:
             self.store_unavailable(f"a message on {message.topic}", exc)
+            return not _is_lock_event(message.topic)
         except Exception:  # a bug must cost one message, never the service
             self.rejections.counts["internal_error"] += 1
             logger.exception("Internal error on a message from %s; dropped", message.topic)
+        return True
 
     # --- key requests ---------------------------------------------------------------------------
 
@@ -563,31 +575,34 @@ class Backend:
 
     # --- what the locks say ---------------------------------------------------------------------
 
-    def _on_lock_event_or_keep(self, lock_id: str, payload: bytes) -> None:
+    def _on_lock_event_or_keep(self, lock_id: str, message: Incoming) -> None:
         """Handle a lock's event; one the store cannot take now is kept to try again."""
         try:
-            self._on_lock_event(lock_id, payload)
+            self._on_lock_event(lock_id, message.payload)
         except StoreUnavailable:
-            self._keep_unlogged(lock_id, payload)
+            if len(self._unlogged) >= UNLOGGED_CAPACITY:
+                self._unlogged.popleft()  # unacknowledged: the broker has it after a restart
+                logger.error("Too many lock events waiting for the store; the oldest is dropped")
+            self._unlogged.append(_KeptEvent(lock_id, message, self._connection))
             raise
 
-    def _keep_unlogged(self, lock_id: str, payload: bytes) -> None:
-        if len(self._unlogged) >= UNLOGGED_CAPACITY:
-            self._unlogged.popleft()
-            logger.error("Too many lock events waiting for the store; the oldest is dropped")
-        self._unlogged.append((lock_id, payload))
-
     def _retry_unlogged(self) -> None:
-        """Lock events kept while the store could not write, in their order, until it can."""
+        """Lock events kept while the store could not write, in their order, until it can.
+
+        Each is acknowledged once stored, if its connection is still the current one (after a
+        reconnection the broker sends it again, and the copy is a known event, refused).
+        """
         while self._unlogged:
-            lock_id, payload = self._unlogged[0]
+            kept = self._unlogged[0]
             try:
-                self._on_lock_event(lock_id, payload)
+                self._on_lock_event(kept.lock_id, kept.message.payload)
             except StoreUnavailable:
                 return  # still unavailable: the next tick tries again
             except Rejected as rejected:
-                self.rejections.record("kept lock event", rejected, lock_id)
+                self.rejections.record("kept lock event", rejected, kept.lock_id)
             self._unlogged.popleft()
+            if kept.connection is not None and kept.connection is self._connection:
+                kept.connection.ack(kept.message)
             if not self._unlogged:
                 logger.info("The store writes again; every kept lock event is handled")
 
@@ -905,6 +920,20 @@ class Backend:
                 len(revocations.pass_ids),
                 len(revocations.users),
             )
+
+
+@dataclass(frozen=True)
+class _KeptEvent:
+    """A lock's event the store could not take yet, with what is needed to acknowledge it."""
+
+    lock_id: str
+    message: Incoming
+    connection: MqttConnection | None
+
+
+def _is_lock_event(topic: str) -> bool:
+    parts = topic.split("/")
+    return len(parts) == 3 and parts[0] == "locks" and parts[2] == "events"
 
 
 def _lock_of_request(payload: bytes) -> str:
