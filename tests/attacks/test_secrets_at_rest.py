@@ -52,13 +52,6 @@ async def test_no_secret_file_of_a_site_in_use_is_readable_by_other_users(system
     assert "users/guest_01/user.key" in checked
 
 
-async def test_the_broker_password_file_holds_hashes_only(system: System) -> None:
-    passwd = (system.site.root / "broker" / "passwd").read_text()
-    for identity in ("backend", *system.site.locks, *system.site.users):
-        assert system.site.credentials(identity).password not in passwd
-    assert all(line.split(":", 1)[1].startswith("$7$") for line in passwd.splitlines() if line)
-
-
 async def test_the_log_scan_finds_a_leaked_secret(system: System) -> None:
     secrets = site_secrets(system.site)
     assert any(name.endswith("password") for name in secrets)
