@@ -799,6 +799,17 @@ class Backend:
         now = self._clock()
         if at < now - 2 * self.site.heartbeat_s:
             return  # an old heartbeat uploaded after an outage says nothing about now
+        lock = self.store.get_lock(lock_id)
+        if lock is not None and heartbeat.revocation_version < lock.revocation_version:
+            # The retained list the lock read is older than the store's: withheld or overwritten
+            # on the broker (or lost).  Publish it again: the lock applies it within a tick.
+            logger.warning(
+                "Lock %s applied revocation list v%d, the store has v%d: publishing it again",
+                lock_id,
+                heartbeat.revocation_version,
+                lock.revocation_version,
+            )
+            self._published_revocations.pop(lock_id, None)
         before = self.store.lock_health(lock_id)
         self.store.set_lock_health(
             LockHealth(
