@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from smartlock.adapters.processes import Child
-from system_harness import LOGS, postgres_url, site_dir, system
+from system_harness import LOGS, clock, postgres_url, site_dir, system
 
-__all__ = ["postgres_url", "site_dir", "system"]  # fixtures, registered by being imported here
+__all__ = [
+    "clock",
+    "postgres_url",
+    "site_dir",
+    "system",
+]  # fixtures, registered by being imported here
 
 SYSTEM_SUITES = ("e2e", "attacks", "faults")
 

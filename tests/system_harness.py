@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import glob
 import json
 import os
 import re
@@ -417,3 +418,44 @@ class NetworkLink:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update((writer, up_writer))
+
+
+FAKETIME_LIBRARIES = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+
+
+class SimulatedClock:
+    """The wall clock of every process started while ``env`` is in the environment: it runs
+    with real time, plus an offset this test moves (monotonic clocks are left alone)."""
+
+    def __init__(self, path: Path, library: str) -> None:
+        self._path = path
+        self.offset = 0
+        self._write()
+        self.env = {
+            "LD_PRELOAD": library,
+            "FAKETIME_TIMESTAMP_FILE": str(path),
+            "FAKETIME_NO_CACHE": "1",  # read the offset at every call: it moves mid-run
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # asyncio's timers keep real time
+        }
+
+    def advance(self, seconds: int) -> None:
+        self.offset += seconds
+        self._write()
+
+    def _write(self) -> None:
+        staged = self._path.with_suffix(".new")
+        staged.write_text(f"+{self.offset}\n")
+        staged.replace(self._path)  # a reader never sees half a line
+
+
+@pytest.fixture(scope="module")
+def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedClock]:
+    """For a module: every process started from now on runs on the simulated clock (request
+    this fixture before the module's ``system``)."""
+    if not FAKETIME_LIBRARIES:
+        pytest.skip("needs Debian's libfaketime (make test installs it)")
+    simulated = SimulatedClock(tmp_path_factory.mktemp("clock") / "offset", FAKETIME_LIBRARIES[0])
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in simulated.env.items():
+            patch.setenv(name, value)
+        yield simulated

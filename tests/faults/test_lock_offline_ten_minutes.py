@@ -14,57 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import glob
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from smartlock.admin import open_store
 from smartlock.services.guest_app import GuestApp, HeldKey
-from system_harness import RESIDENT, NetworkLink, System, cli, cli_json, running_system
+from system_harness import (
+    RESIDENT,
+    NetworkLink,
+    SimulatedClock,
+    System,
+    cli,
+    cli_json,
+    running_system,
+)
 
 OFFLINE_S = 600
-FAKETIME_LIBRARIES = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-
-
-class SimulatedClock:
-    """The wall clock of every process started while ``env`` is in the environment: it runs
-    with real time, plus an offset this test moves (monotonic clocks are left alone)."""
-
-    def __init__(self, path: Path, library: str) -> None:
-        self._path = path
-        self.offset = 0
-        self._write()
-        self.env = {
-            "LD_PRELOAD": library,
-            "FAKETIME_TIMESTAMP_FILE": str(path),
-            "FAKETIME_NO_CACHE": "1",  # read the offset at every call: it moves mid-run
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # asyncio's timers keep real time
-        }
-
-    def advance(self, seconds: int) -> None:
-        self.offset += seconds
-        self._write()
-
-    def _write(self) -> None:
-        staged = self._path.with_suffix(".new")
-        staged.write_text(f"+{self.offset}\n")
-        staged.replace(self._path)  # a reader never sees half a line
-
-
-@pytest.fixture(scope="module")
-def clock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedClock]:
-    if not FAKETIME_LIBRARIES:
-        pytest.skip("needs Debian's libfaketime (make test installs it)")
-    simulated = SimulatedClock(tmp_path_factory.mktemp("clock") / "offset", FAKETIME_LIBRARIES[0])
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in simulated.env.items():
-            patch.setenv(name, value)
-        yield simulated
 
 
 @pytest_asyncio.fixture(scope="module")
