@@ -379,7 +379,7 @@ def test_pass_revoke_says_when_the_lock_learns_it(site: Site) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "Revoked pass 1 of guest_01 on lock_01"
     assert "lock_01 learns it now if it is online (revocation list v2)" in lines[1]
-    assert "when it reconnects, before it accepts anything else" in lines[1]
+    assert "when it reconnects, before it handles anything else" in lines[1]
 
 
 def test_pass_revoke_twice_is_refused(site: Site) -> None:

@@ -32,7 +32,7 @@ from smartlock.cli_common import (
     run,
     setup_logging,
 )
-from smartlock.core.errors import SmartlockError, explain
+from smartlock.core.errors import ConfigError, SmartlockError, explain
 from smartlock.core.messages import Action
 from smartlock.core.roles import Role
 
@@ -43,9 +43,12 @@ if TYPE_CHECKING:
     from smartlock.core.alerts import Alert
     from smartlock.site import Site
 
-_RELATIVE_PAST = re.compile(r"-([0-9]+)([mhd])")
+_RELATIVE_PAST = re.compile(r"-([0-9]{1,12})([mhd])")  # more digits: out of range anyway
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 UNBOUNDED_WIDTH = 10_000  # columns a table may take when it goes to a pipe or a file
+# Integers the store can be asked about: larger ones overflow the database's column or LIMIT.
+PASS_ID_MAX = 2**31 - 1  # pass ids are INTEGER (32-bit on PostgreSQL)
+AUDIT_LIMIT_MAX = 2**63 - 1  # LIMIT is a signed 64-bit integer; a larger limit limits nothing
 AUDIT_COLUMNS = (
     "seq", "time", "who", "role", "lock", "channel", "action", "result", "reason", "attempt",
 )  # fmt: skip
@@ -104,7 +107,10 @@ def _relative_past(text: str, now: int) -> int | None:
     match = _RELATIVE_PAST.fullmatch(text.strip())
     if match is None:
         return None
-    return now - int(match[1]) * _UNIT_S[match[2]]
+    moment = now - int(match[1]) * _UNIT_S[match[2]]
+    if moment < 0:
+        raise ConfigError(f"the time {text!r} is out of range (1970 to 2106)")
+    return moment
 
 
 def parse_moment(text: str, zone: dt.tzinfo, *, now: int) -> int:
@@ -366,7 +372,10 @@ def pass_list(
 
 @pass_app.command("revoke")
 def pass_revoke(
-    pass_id: Annotated[int, typer.Argument(metavar="ID", help="The pass id ('pass list').")],
+    pass_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", min=1, max=PASS_ID_MAX, help="The pass id ('pass list')."),
+    ],
     site: SiteOption = DEFAULT_SITE,
     db: DbOption = None,
 ) -> None:
@@ -382,7 +391,7 @@ def pass_revoke(
     typer.echo(f"Revoked pass {record.pass_id} of {record.guest} on {record.lock_id}")
     typer.echo(
         f"{record.lock_id} learns it now if it is online{version}; otherwise when it reconnects, "
-        "before it accepts anything else."
+        "before it handles anything else."
     )
 
 
@@ -504,6 +513,7 @@ def audit(
         raise fail("choose one of --json and --csv")
     if limit is not None and limit < 1:
         raise fail("--limit must be at least 1")
+    limit = None if limit is None else min(limit, AUDIT_LIMIT_MAX)
     loaded = load_site(site)
     with _user_errors():
         zone = loaded.zone
