@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ from smartlock.site import (
 )
 
 DEFAULT_PASS_DAYS = 30
+# ASCII digits only ('²'.isdigit() holds, int('²') fails), at most 12: more are out of range anyway,
+# and int() refuses more than 4300.
+_RELATIVE_FUTURE = re.compile(r"\+([0-9]{1,12})([mhd])")
 MAX_PASS_USES = 0xFFFF  # a key carries the use limit in 16 bits
 
 
@@ -239,9 +243,10 @@ def parse_when(text: str, zone: dt.tzinfo, *, now: int) -> int:
     text = text.strip()
     if text == "now":
         return now
-    if text.startswith("+") and text[-1:] in ("m", "h", "d") and text[1:-1].isdigit():
-        unit = {"m": 60, "h": 3600, "d": 86400}[text[-1]]
-        return _within_range(text, now + int(text[1:-1]) * unit)
+    relative = _RELATIVE_FUTURE.fullmatch(text)
+    if relative:
+        unit = {"m": 60, "h": 3600, "d": 86400}[relative[2]]
+        return _within_range(text, now + int(relative[1]) * unit)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:

@@ -187,6 +187,8 @@ class Site:
             )
             validate_site_spec(list(site.locks), list(site.users), site.session_ttl_s)
             site.zone  # noqa: B018 -- raises for an unknown time zone
+            if not 0 < site.broker_port <= 65535:
+                raise ValueError(f"broker port must be 1..65535, not {site.broker_port}")
             for name, value, low in (
                 ("heartbeat_s", site.heartbeat_s, 1),
                 ("command_window_s", site.command_window_s, 1),
@@ -196,7 +198,14 @@ class Site:
             ):
                 if not low <= value <= 86_400:
                     raise ValueError(f"{name} must be {low}..86400, not {value}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,  # int() of Infinity
+            RecursionError,  # JSON nested too deep
+        ) as exc:
             raise ConfigError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
         return site
 

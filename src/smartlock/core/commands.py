@@ -303,7 +303,7 @@ class CommandReceiver:
             epoch = int(data["epoch"])
             key = bytes.fromhex(data["key"]) if data["key"] else None
             nonces = OrderedDict((bytes.fromhex(n), float(at)) for n, at in data["nonces"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"command state is damaged ({type(exc).__name__})") from None
         if not 0 <= epoch <= 0xFFFF:  # an epoch the wire cannot carry would refuse every key
             raise ValueError("command key epoch out of range")

@@ -371,7 +371,10 @@ class LockVerifier:
                 )
                 if header.lock_id != self.lock_id:
                     raise ValueError("snapshot holds another lock's key")
-                keys[header.key_id] = SessionKey(header, bytes.fromhex(item["secret"]))
+                secret = bytes.fromhex(item["secret"])
+                if len(secret) != crypto.SESSION_KEY_BYTES:
+                    raise ValueError("snapshot holds a session key of the wrong size")
+                keys[header.key_id] = SessionKey(header, secret)
                 counters[header.key_id] = int(item["last_counter"])
             retired = {check_identifier(g): int(v) for g, v in state["retired_up_to"].items()}
             pass_uses = {int(p): int(n) for p, n in state["pass_uses"].items()}

@@ -134,6 +134,8 @@ class IssuanceHeader:
         check_identifier(self.guest_id, "guest id")
         if not 0 <= self.pass_id < 2**32 or not 0 <= self.max_uses < 2**16:
             raise ValueError("pass id or use count out of range")
+        if not (0 <= self.issued_at < 2**32 and 0 <= self.expires_at < 2**32):
+            raise ValueError("issue or expiry time out of range (u32 seconds)")
 
     def write(self, writer: Writer) -> Writer:
         return (

@@ -222,7 +222,7 @@ def body_from_json(item: object) -> ReportBody:
             raise TypeError("not a pair")
         body_type = _BODIES[int(item[0])]
         reader = Reader(bytes.fromhex(str(item[1])))
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, OverflowError):
         raise ValueError("unreadable stored report") from None
     try:
         body = body_type.decode(reader)
