@@ -415,3 +415,9 @@ async def test_a_token_heard_below_the_rssi_floor_moves_nothing_and_is_counted(
     assert stored_reports(agent) == []  # too far away is not a failed guess: no intrusion count
     agent.on_advertisement(heard_at(token(issued, 1), -55))  # the same token, from close by
     assert bolt(agent).movements == [BoltState.UNLOCKED]
+
+
+def test_a_state_file_nested_too_deep_is_a_clear_configuration_error(site: Site) -> None:
+    (site.identity_dir(LOCK) / "state.json").write_text("[" * 100_000)
+    with pytest.raises(ConfigError, match="unreadable lock state"):
+        agent_for(site)

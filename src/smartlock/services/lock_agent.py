@@ -183,7 +183,8 @@ class LockAgent:
             self.commands.restore(state["commands"])
             self.events.restore(state["events"])
             self._next_seq = int(state["next_seq"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            # Infinity where a number belongs, JSON nested too deep: a damaged file all the same
             raise ConfigError(f"{self.state_path}: unreadable lock state ({exc})") from None
 
     @property
