@@ -6,66 +6,40 @@ Nothing here touches the network, the file system, an event loop or the wall clo
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from pure_fixtures import (
+    DeterministicRandom,
+    backend_key,
+    guest_key,
+    lock_key,
+    other_guest_key,
+    other_lock_key,
+)
 from smartlock import crypto
 from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import Issuance, issue_session_key
 from smartlock.core.lock_verifier import LockVerifier
 from smartlock.core.messages import NO_PASS, UNLIMITED_USES, SessionRequest
 
+# fixtures, registered by being imported here; DeterministicRandom for the test modules
+__all__ = [
+    "DeterministicRandom",
+    "backend_key",
+    "guest_key",
+    "lock_key",
+    "other_guest_key",
+    "other_lock_key",
+]
+
 NOW = 1_800_000_000.0
 LOCK_ID = "lock1"
 OTHER_LOCK_ID = "lock2"
 GUEST_ID = "guest1"
 OTHER_GUEST_ID = "guest2"
-
-
-class DeterministicRandom:
-    """A reproducible stand-in for ``crypto.random_bytes``: every call returns fresh bytes."""
-
-    def __init__(self, seed: bytes = b"smartlock-tests") -> None:
-        self._seed = seed
-        self._block = 0
-
-    def __call__(self, size: int) -> bytes:
-        out = b""
-        while len(out) < size:
-            out += hashlib.sha256(self._seed + self._block.to_bytes(8, "big")).digest()
-            self._block += 1
-        return out[:size]
-
-
-# --- keys: RSA generation is slow, so once per session ----------------------------------------
-
-
-@pytest.fixture(scope="session")
-def backend_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def lock_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def other_lock_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def guest_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def other_guest_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
 
 
 # --- clock and randomness ----------------------------------------------------------------------

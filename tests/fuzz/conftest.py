@@ -21,7 +21,9 @@ import pytest
 from fuzz_support import CI_EXAMPLES, FUZZ_EXAMPLES
 from hypothesis import HealthCheck, settings
 
-from smartlock import crypto
+from pure_fixtures import backend_key, guest_key, lock_key
+
+__all__ = ["backend_key", "guest_key", "lock_key"]  # fixtures, registered by being imported
 
 PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
 PROFILE = os.environ.get(PROFILE_VARIABLE, "ci")
@@ -56,18 +58,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.timeout(FUZZ_TIMEOUT_S))
-
-
-@pytest.fixture(scope="session")
-def backend_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def lock_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()
-
-
-@pytest.fixture(scope="session")
-def guest_key() -> crypto.PrivateKey:
-    return crypto.generate_private_key()

@@ -12,7 +12,6 @@ whichever conftest was imported last.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import string
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import assume, settings
 from hypothesis import strategies as st
 
+from pure_fixtures import DeterministicRandom as DeterministicRandom  # noqa: PLC0414 -- re-exported
 from smartlock.core.errors import Rejected
 from smartlock.core.messages import PROTOCOL_VERSION, Action
 from smartlock.core.wire import IDENTIFIER
@@ -42,21 +42,6 @@ def costly_examples() -> settings:
 
 
 # --- randomness ----------------------------------------------------------------------------------
-
-
-class DeterministicRandom:
-    """A reproducible stand-in for ``crypto.random_bytes``: every call returns fresh bytes."""
-
-    def __init__(self, seed: bytes = b"smartlock-fuzz") -> None:
-        self._seed = seed
-        self._block = 0
-
-    def __call__(self, size: int) -> bytes:
-        out = b""
-        while len(out) < size:
-            out += hashlib.sha256(self._seed + self._block.to_bytes(8, "big")).digest()
-            self._block += 1
-        return out[:size]
 
 
 # --- mutations of bytes --------------------------------------------------------------------------
