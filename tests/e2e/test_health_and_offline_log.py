@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -130,7 +131,10 @@ async def test_door_events_while_the_broker_is_down_reach_the_audit_log_once(
     opened = len([line for line in lock.lines[mark:] if "UNLOCKED lock_01 for guest_01" in line])
     assert opened >= 1
     assert len(granted) == opened  # each opening of the door logged once, none lost
-    assert len(refused) == 1
+    # each refusal logged once (the forged frame may be judged again after the duplicate window,
+    # when the attacker's radio stops a little late)
+    refusals = len([line for line in lock.lines[mark:] if re.search(r"Rejected .*bad_mac", line)])
+    assert len(refused) == refusals >= 1
     assert refused[0]["who"] == ""  # a tag that does not verify proves nobody's identity
     verify = await cli(site, "audit", "verify")
     assert verify.returncode == 0, verify.output()
