@@ -56,9 +56,11 @@ async def test_a_lock_reporting_an_older_revocation_list_is_sent_it_again(site: 
         backend.publish_lock_state()
         assert revocation_versions(backend) == []  # published once per version...
         now = int(time.time())
-        backend._on_heartbeat("lock_01", now, Heartbeat("locked", 1, 0, 0))
+        lock = store.get_lock("lock_01")
+        assert lock is not None
+        backend._on_heartbeat(lock, now, Heartbeat("locked", 1, 0, 0))
         backend.publish_lock_state()
         assert revocation_versions(backend) == [2]  # ...and again for a lock that lacks it
-        backend._on_heartbeat("lock_01", now, Heartbeat("locked", 2, 0, 0))
+        backend._on_heartbeat(lock, now, Heartbeat("locked", 2, 0, 0))
         backend.publish_lock_state()
         assert revocation_versions(backend) == []

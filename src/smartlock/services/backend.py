@@ -638,7 +638,7 @@ class Backend:
             # A refused token or a lockout is audited under its own event key, at most once: one
             # seen before whose audit write failed (store unavailable) is written now.
             if isinstance(body, Heartbeat):
-                self._on_heartbeat(lock_id, report.at, body)
+                self._on_heartbeat(lock, report.at, body)
             elif isinstance(body, CommandResult):
                 self._on_command_result(lock_id, report.at, body)
             elif isinstance(body, TokenRefused):
@@ -795,12 +795,12 @@ class Backend:
         ):
             self.alert("intrusion", lock_id=lock_id, subject=lock_id, detail=detail)
 
-    def _on_heartbeat(self, lock_id: str, at: int, heartbeat: Heartbeat) -> None:
+    def _on_heartbeat(self, lock: LockRecord, at: int, heartbeat: Heartbeat) -> None:
+        lock_id = lock.lock_id
         now = self._clock()
         if at < now - 2 * self.site.heartbeat_s:
             return  # an old heartbeat uploaded after an outage says nothing about now
-        lock = self.store.get_lock(lock_id)
-        if lock is not None and heartbeat.revocation_version < lock.revocation_version:
+        if heartbeat.revocation_version < lock.revocation_version:
             # The retained list the lock read is older than the store's: withheld or overwritten
             # on the broker (or lost).  Publish it again: the lock applies it within a tick.
             logger.warning(
