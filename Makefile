@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# test files run in parallel, each file on one worker (its systems and fixtures stay together)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime clean
 
@@ -13,7 +15,7 @@ demo: bootstrap mosquitto
 	$(BIN)/smartlock demo $(ARGS)
 
 test: bootstrap mosquitto faketime check
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 check: bootstrap
 	$(BIN)/ruff format --check src tests
