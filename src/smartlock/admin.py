@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import re
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from smartlock import broker
+from smartlock import broker, crypto
 from smartlock.adapters.store import Store, database
 from smartlock.core.errors import ConfigError
+from smartlock.core.invitation import InvitationCode
 from smartlock.core.issuance import DEFAULT_KEY_TTL_S
 from smartlock.core.passes import WeeklyHours
-from smartlock.core.records import AuditRecord, LockRecord, PassRecord, UserRecord
+from smartlock.core.records import AuditRecord, Invitation, LockRecord, PassRecord, UserRecord
 from smartlock.core.roles import Role
 from smartlock.core.wire import check_identifier
 from smartlock.site import (
@@ -30,6 +33,7 @@ from smartlock.site import (
     RESERVED_IDS,
     Site,
     add_identity,
+    enroll_identity,
     provision_site,
     remove_identity,
 )
@@ -278,6 +282,33 @@ def grant_pass(
     weekly_hours: str | None = None,
     db: str | None = None,
 ) -> PassRecord:
+    with open_store(site, db) as store:
+        return grant_pass_in(
+            store,
+            site,
+            guest,
+            lock_id,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            max_uses=max_uses,
+            weekly_hours=weekly_hours,
+        )
+
+
+def grant_pass_in(
+    store: Store,
+    site: Site,
+    guest: str,
+    lock_id: str,
+    *,
+    valid_from: str = "now",
+    valid_until: str = f"+{DEFAULT_PASS_DAYS}d",
+    max_uses: int | None = None,
+    weekly_hours: str | None = None,
+    by: str = "",
+) -> PassRecord:
+    """Grant a pass in an open store (the CLI and the dashboard); bad input: ConfigError or
+    StoreError with a message for the person who typed it."""
     now = _now()
     start = parse_when(valid_from, site.zone, now=now)
     end = parse_when(valid_until, site.zone, now=now)
@@ -289,25 +320,58 @@ def grant_pass(
             raise ConfigError(str(exc)) from None
     if max_uses is not None and not 1 <= max_uses <= MAX_PASS_USES:
         raise ConfigError(f"--uses must be 1..{MAX_PASS_USES}")
-    with open_store(site, db) as store:
-        record = store.grant_pass(
-            guest,
-            lock_id,
-            valid_from=start,
-            valid_until=end,
-            max_uses=max_uses,
-            weekly_hours=hours,
-            now=now,
-        )
-        _audit_admin(store, guest, lock_id, "pass_grant", f"pass {record.pass_id}")
-        return record
+    record = store.grant_pass(
+        guest,
+        lock_id,
+        valid_from=start,
+        valid_until=end,
+        max_uses=max_uses,
+        weekly_hours=hours,
+        now=now,
+    )
+    _audit_admin(store, guest, lock_id, "pass_grant", f"pass {record.pass_id}{_by(by)}")
+    return record
 
 
 def revoke_pass(site: Site, pass_id: int, *, db: str | None = None) -> PassRecord:
     with open_store(site, db) as store:
-        record = store.revoke_pass(pass_id, now=_now())
-        _audit_admin(store, record.guest, record.lock_id, "pass_revoke", f"pass {pass_id}")
-        return record
+        return revoke_pass_in(store, pass_id)
+
+
+def revoke_pass_in(store: Store, pass_id: int, *, by: str = "") -> PassRecord:
+    record = store.revoke_pass(pass_id, now=_now())
+    _audit_admin(store, record.guest, record.lock_id, "pass_revoke", f"pass {pass_id}{_by(by)}")
+    return record
+
+
+INVITATION_TTL_S = 24 * 3600
+
+
+def invite_in(
+    store: Store, site: Site, pass_id: int, *, url: str, by: str = "", ttl_s: int = INVITATION_TTL_S
+) -> tuple[InvitationCode, Invitation]:
+    """A one-time invitation for the guest of a pass: the code to show (QR or text) and its
+    record.  The store keeps only the code's SHA-256."""
+    if not 60 <= ttl_s <= 30 * 86400:
+        raise ConfigError("an invitation lasts 1 minute to 30 days")
+    now = _now()
+    code = secrets.token_urlsafe(16)
+    invitation = store.create_invitation(
+        crypto.token_digest(code), pass_id, created_by=by, now=now, expires_at=now + ttl_s
+    )
+    text = InvitationCode(
+        site=site.name,
+        guest=invitation.guest,
+        url=url.rstrip("/"),
+        code=code,
+        ca_sha256=hashlib.sha256(site.ca_cert.read_bytes()).hexdigest(),
+    )
+    _audit_admin(store, invitation.guest, invitation.lock_id, "invite", f"pass {pass_id}{_by(by)}")
+    return text, invitation
+
+
+def _by(actor: str) -> str:
+    return f" by {actor}" if actor else ""
 
 
 def with_settings(site: Site, **changes: object) -> Site:
@@ -317,3 +381,23 @@ def with_settings(site: Site, **changes: object) -> Site:
     updated = dataclasses.replace(site, **changes)  # type: ignore[arg-type]
     save_site(updated)
     return updated
+
+
+def set_web_password(site: Site, name: str, password: str, *, db: str | None = None) -> None:
+    """Give an owner, resident or guest a dashboard password (signs out its sessions)."""
+    if len(password) < 12:
+        raise ConfigError("a dashboard password needs at least 12 characters")
+    if len(password) > 1024:
+        raise ConfigError("a dashboard password is at most 1024 characters")
+    with open_store(site, db) as store:
+        store.set_web_password(name, crypto.hash_password(password), now=_now())
+        _audit_admin(store, name, "", "web_password", "dashboard password set")
+
+
+def enroll_guest(site: Site, invitation: Invitation, public_key_pem: bytes) -> tuple[Site, str]:
+    """The guest's own public key and a fresh broker password, from a redeemed invitation;
+    returns the site as read again and the password (for the guest's device only)."""
+    site = Site.load(site.root)  # users may have been added since the backend started
+    password = enroll_identity(site, invitation.guest, public_key_pem)
+    broker.reload_broker(site)
+    return site, password

@@ -48,6 +48,12 @@ def topics_for(site: Site) -> dict[str, list[tuple[str, str]]]:
             *(("write", topics.user_topic("+", leaf)) for leaf in topics.USER_LEAVES_READ),
         ]
     }
+    if site.home_assistant_user is not None:
+        acl[BACKEND_USER] += [
+            ("write", topics.home_assistant_config("+")),
+            ("write", topics.home_assistant_state("+")),
+            ("read", topics.home_assistant_command("+")),
+        ]
     for lock_id in site.locks:
         acl[lock_id] = [
             *(("read", topics.lock_topic(lock_id, leaf)) for leaf in topics.LOCK_LEAVES_READ),
@@ -58,6 +64,13 @@ def topics_for(site: Site) -> dict[str, list[tuple[str, str]]]:
             ("write", topics.session_requests(user)),
             ("write", topics.command_requests(user)),
             *(("read", topics.user_topic(user, leaf)) for leaf in topics.USER_LEAVES_READ),
+        ]
+    if site.home_assistant_user is not None:
+        acl[site.home_assistant_user] += [
+            ("read", topics.home_assistant_config("+")),
+            ("read", topics.home_assistant_state("+")),
+            ("read", topics.lock_topic("+", "availability")),
+            ("write", topics.home_assistant_command("+")),
         ]
     return acl
 

@@ -11,6 +11,8 @@ algorithm parameter.  The choices, as the README's security model states them:
   label;
 * remote commands: AES-256-GCM (96-bit random nonce, 128-bit tag) under a per-lock command key
   derived by HKDF-SHA-256 from the backend's command master key, the lock id and an epoch;
+* dashboard passwords: scrypt (n=2^15, r=8, p=1, 16-byte salt), the hash stored self-describing;
+  bearer secrets (session cookies, invitation codes) stored only as their SHA-256;
 * site PKI: an ECDSA P-256 CA and broker certificate, SHA-256, made with ``cryptography.x509``.
 
 Every failure of a primitive surfaces as :class:`CryptoError` with no detail, as Fernet does.
@@ -18,6 +20,7 @@ Every failure of a primitive surfaces as :class:`CryptoError` with no detail, as
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -26,11 +29,12 @@ import secrets
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidKey, InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 RSA_KEY_BITS = 2048
@@ -194,6 +198,59 @@ def open_sealed(key: bytes, nonce: bytes, sealed: bytes, associated: bytes) -> b
         return AESGCM(key).decrypt(nonce, sealed, associated)
     except InvalidTag:
         raise CryptoError("message authentication failed") from None
+
+
+# --- passwords (the web dashboard's sign-in) -------------------------------------------------
+
+PASSWORD_SCHEME = "scrypt"  # noqa: S105 -- the name of the hash scheme, not a password
+SCRYPT_N = 2**15  # 32 MiB of memory per guess (memory-hard: RFC 7914)
+SCRYPT_R = 8
+SCRYPT_P = 1
+PASSWORD_SALT_BYTES = 16
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
+    """A self-describing scrypt hash: ``scrypt$n$r$p$salt$hash`` (base64url, 16-byte salt).
+
+    ``n`` (a power of two) is kept in the hash, so a later, stronger setting still reads old ones.
+    """
+    salt = secrets.token_bytes(PASSWORD_SALT_BYTES)
+    derived = Scrypt(salt=salt, length=DIGEST_BYTES, n=n, r=SCRYPT_R, p=SCRYPT_P).derive(
+        password.encode()
+    )
+    return "$".join(
+        (PASSWORD_SCHEME, str(n), str(SCRYPT_R), str(SCRYPT_P), _b64(salt), _b64(derived))
+    )
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """Whether ``password`` is the one ``stored`` (from :func:`hash_password`) was made from.
+
+    A damaged ``stored`` value never matches; the comparison of the hashes is constant-time.
+    """
+    try:
+        scheme, n, r, p, salt, expected = stored.split("$")
+        if scheme != PASSWORD_SCHEME or not (2 <= int(n) <= 2**20) or int(r) > 64 or int(p) > 16:
+            return False
+        kdf = Scrypt(salt=_unb64(salt), length=DIGEST_BYTES, n=int(n), r=int(r), p=int(p))
+        kdf.verify(password.encode(), _unb64(expected))
+    except (ValueError, InvalidKey, OverflowError):
+        return False
+    return True
+
+
+def token_digest(token: str) -> str:
+    """The hex SHA-256 under which a bearer secret (session cookie, invitation code) is stored:
+    a copy of the database does not hold a usable secret."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # --- site PKI (TLS for the broker) -----------------------------------------------------------

@@ -70,6 +70,7 @@ class Site:
     max_failures: int = 3  # more failed attempts than this within failure_window_s: lockout
     failure_window_s: int = 300
     lockout_s: int = 300
+    home_assistant_user: str | None = None  # the user Home Assistant signs in as (MQTT discovery)
 
     # --- paths -----------------------------------------------------------------------------
 
@@ -184,9 +185,12 @@ class Site:
                 max_failures=int(data.get("max_failures", 3)),
                 failure_window_s=int(data.get("failure_window_s", 300)),
                 lockout_s=int(data.get("lockout_s", 300)),
+                home_assistant_user=_optional_user(data.get("home_assistant_user")),
             )
             validate_site_spec(list(site.locks), list(site.users), site.session_ttl_s)
             site.zone  # noqa: B018 -- raises for an unknown time zone
+            if site.home_assistant_user not in (None, *site.users):
+                raise ValueError(f"home_assistant_user {site.home_assistant_user!r} is no user")
             if not 0 < site.broker_port <= 65535:
                 raise ValueError(f"broker port must be 1..65535, not {site.broker_port}")
             for name, value, low in (
@@ -225,9 +229,14 @@ class Site:
                 "max_failures": self.max_failures,
                 "failure_window_s": self.failure_window_s,
                 "lockout_s": self.lockout_s,
+                "home_assistant_user": self.home_assistant_user,
             },
             indent=2,
         )
+
+
+def _optional_user(value: object) -> str | None:
+    return None if value is None else check_identifier(str(value), "user name")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -281,9 +290,12 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def write_public(path: Path, data: bytes) -> None:
+    """Write a public file atomically (a reader sees the old or the new key, never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(0o644)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.chmod(0o644)
+    os.replace(partial, path)
 
 
 def validate_site_spec(locks: list[str], users: list[str], session_ttl_s: int) -> None:
@@ -365,6 +377,31 @@ def add_identity(site: Site, identity: str, *, lock: bool) -> Site:
     return updated
 
 
+def enroll_identity(site: Site, identity: str, public_key_pem: bytes) -> str:
+    """Give an existing user the public key its own device made, and a fresh broker password.
+
+    The key pair the site made for the user (if any) is deleted: from now on the private key
+    exists only on the user's device.  Returns the new password; the broker's files are
+    rewritten (reload the broker with :func:`smartlock.broker.reload_broker`).
+    """
+    from smartlock import broker
+
+    if identity not in site.users:
+        raise ConfigError(f"no user {identity!r} in site {site.root}")
+    try:
+        public = crypto.load_public_key(public_key_pem)
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"the device's public key is unusable: {exc}") from None
+    identity_dir = site.identity_dir(identity)
+    identity_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(32)
+    write_public(site.public_key_path(identity), crypto.public_key_to_pem(public))
+    write_private(identity_dir / "password", password.encode() + b"\n")
+    site.private_key_path(identity).unlink(missing_ok=True)
+    broker.write_access_files(site, _all_passwords(site))
+    return password
+
+
 def remove_identity(site: Site, identity: str) -> Site:
     """Delete a user's key pair and broker account; returns the updated site."""
     from smartlock import broker
@@ -373,7 +410,13 @@ def remove_identity(site: Site, identity: str) -> Site:
         raise ConfigError(f"no user {identity!r} in site {site.root}")
     identity_dir = site.identity_dir(identity)
     public = site.public_key_path(identity)
-    updated = dataclasses.replace(site, users=tuple(u for u in site.users if u != identity))
+    updated = dataclasses.replace(
+        site,
+        users=tuple(u for u in site.users if u != identity),
+        home_assistant_user=None
+        if site.home_assistant_user == identity
+        else site.home_assistant_user,
+    )
     broker.write_access_files(updated, _all_passwords(updated))
     save_site(updated)
     shutil.rmtree(identity_dir, ignore_errors=True)

@@ -37,6 +37,7 @@ REFERENCE: dict[str, Any] = {
     "max_failures": 3,
     "failure_window_s": 300,
     "lockout_s": 300,
+    "home_assistant_user": None,
 }
 
 

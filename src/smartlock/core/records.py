@@ -80,3 +80,24 @@ class LockHealth:
     bolt_state: str  # "locked" | "unlocked" | "jammed" | "unknown"
     revocation_version_applied: int  # what the lock last reported
     changed_at: int
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A signed-in dashboard session (the cookie itself is never stored)."""
+
+    user: str
+    csrf_token: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A one-time enrollment code for the guest of a pass (the code itself is never stored)."""
+
+    pass_id: int
+    guest: str
+    lock_id: str
+    created_by: str
+    expires_at: int
+    used_at: int | None = None

@@ -19,7 +19,13 @@ topic                               written by read by
 ``locks/{lock}/commands``           backend    lock: sealed remote commands
 ``locks/{lock}/events``             lock       backend: acks, access events, reports
 ``locks/{lock}/availability``       lock       backend: ``online`` / ``offline`` (retained, will)
+``homeassistant/lock/{lock}/config`` backend   Home Assistant: MQTT discovery (retained)
+``smartlock/ha/{lock}/state``       backend    Home Assistant: LOCKED, UNLOCKING, ... (retained)
+``smartlock/ha/{lock}/set``         HA user    backend: ``LOCK`` / ``UNLOCK`` from Home Assistant
 =================================== ========== ==========================================
+
+The three Home Assistant topics exist only when the site names a Home Assistant user; it also
+reads ``locks/{lock}/availability``.
 """
 
 from __future__ import annotations
@@ -52,3 +58,16 @@ LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands")
 LOCK_LEAVES_WRITE = ("events", "availability")
 ONLINE = b"online"
 OFFLINE = b"offline"
+
+
+def home_assistant_config(lock_id: str) -> str:
+    """Home Assistant's MQTT discovery topic for one lock (its default prefix)."""
+    return f"homeassistant/lock/{lock_id}/config"
+
+
+def home_assistant_state(lock_id: str) -> str:
+    return f"smartlock/ha/{lock_id}/state"
+
+
+def home_assistant_command(lock_id: str) -> str:
+    return f"smartlock/ha/{lock_id}/set"

@@ -23,13 +23,15 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from smartlock import crypto
+from smartlock import admin, crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.store import Store
-from smartlock.core import topics
+from smartlock.adapters.web.backend_port import AlertNotice, CommandOutcome, Enrollment
+from smartlock.adapters.web.metrics import Metrics
+from smartlock.core import home_assistant, topics
 from smartlock.core.access import open_access_event
 from smartlock.core.alerts import make_alert
 from smartlock.core.commands import (
@@ -44,7 +46,14 @@ from smartlock.core.intrusion import IntrusionDetector
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.issuer import DeliverToLock, KeyIssuer
 from smartlock.core.lock_verifier import USE_MERGE_S
-from smartlock.core.messages import NO_PASS, Action, MessageType, SessionRequest, peek_type
+from smartlock.core.messages import (
+    ID_BYTES,
+    NO_PASS,
+    Action,
+    MessageType,
+    SessionRequest,
+    peek_type,
+)
 from smartlock.core.policy import (
     KeyGrant,
     RateLimit,
@@ -53,11 +62,12 @@ from smartlock.core.policy import (
     decide_command,
     decide_key_request,
 )
-from smartlock.core.records import AuditRecord, LockHealth, LockRecord
+from smartlock.core.records import AuditRecord, Invitation, LockHealth, LockRecord
 from smartlock.core.reports import CommandResult, Heartbeat, Lockout, TokenRefused, open_report
 from smartlock.core.revocation import make_revocation_list
 from smartlock.core.roles import Role
 from smartlock.services.common import Outbox, Rejections, reconnecting
+from smartlock.services.home_assistant import HomeAssistantBridge
 from smartlock.site import BACKEND_USER, Site, write_private
 
 logger = logging.getLogger("smartlock.backend")
@@ -69,6 +79,16 @@ COMMAND_BURST = 5  # remote commands a user may send at once...
 COMMANDS_PER_MINUTE = 30.0  # ...and then one every 2 s on average
 UNLOGGED_CAPACITY = 10_000  # lock events kept in memory while the store cannot write
 NOT_COUNTED = frozenset({Reason.LOCKED_OUT, Reason.RATE_LIMITED, Reason.UNKNOWN_USER})
+ATTEMPT_RESULTS = frozenset({"granted", "denied", "failed"})
+ATTEMPT_ACTIONS = frozenset({"unlock", "lock", "key_request", "login"})
+ALERT_FEED_CAPACITY = 100
+ISSUING_CAPACITY = 10_000
+RECENT_ALERTS = 50
+
+
+# how a command's end reaches its requester: (result, reason, bolt) -> signed MQTT reply, or
+# the dashboard's awaiting request
+ReplyTo = Callable[[str, str, str], None]
 
 
 @dataclass
@@ -76,9 +96,9 @@ class _PendingCommand:
     user: str
     role: Role
     request: CommandRequest
-    response_topic: str
-    correlation: bytes | None
+    reply: ReplyTo
     deadline: float
+    channel: str
 
 
 class SiteDirectory:
@@ -114,6 +134,10 @@ class SiteDirectory:
         if cached is None or cached[0] != version:
             cached = self._keys[identity] = (version, site.public_key(identity))
         return cached[1]
+
+    def forget(self, identity: str) -> None:
+        """Read ``identity``'s public key from its file again next time (a new device)."""
+        self._keys.pop(identity, None)
 
     def lock_public(self, lock_id: str) -> crypto.PublicKey:
         return self.public_key(lock_id)
@@ -170,6 +194,12 @@ class Backend:
         self._unlogged: deque[_KeptEvent] = deque()
         self._connection: MqttConnection | None = None  # the current one, for late acks
         self._started_at = clock()
+        self.metrics = Metrics(lambda: self.rejections.counts)
+        self._issuing: dict[bytes, float] = {}  # key id -> when its request arrived (latency)
+        self._alert_listeners: set[asyncio.Queue[AlertNotice]] = set()
+        self.home_assistant: HomeAssistantBridge | None = None
+        if site.home_assistant_user is not None:
+            self.home_assistant = HomeAssistantBridge(site, self._outbox)
 
     # --- site and store -------------------------------------------------------------------------
 
@@ -215,7 +245,17 @@ class Backend:
             attempt=attempt,
             event_key=event_key,
         )
-        return self.store.append_audit(record) is not None
+        logged = self.store.append_audit(record) is not None
+        if logged:
+            self._count_attempt(channel, action, result)
+        return logged
+
+    def now(self) -> float:
+        return self._clock()
+
+    def _count_attempt(self, channel: str, action: str, result: str) -> None:
+        if result in ATTEMPT_RESULTS and action in ATTEMPT_ACTIONS:
+            self.metrics.attempts.labels(channel, result).inc()
 
     def _failure(
         self, user: str, rejected: Rejected, lock_id: str, now: float, channel: str
@@ -261,6 +301,114 @@ class Backend:
         for user in self.store.list_users():
             if user.role.receives_alerts:
                 self._outbox.put(topics.user_topic(user.name, "alerts"), payload)
+        self.metrics.alerts.labels(kind).inc()
+        notice = AlertNotice(self._clock(), kind, lock_id, subject, detail)
+        for listener in list(self._alert_listeners):
+            if listener.full():  # a stalled page loses alerts, never the backend
+                continue
+            listener.put_nowait(notice)
+
+    def _bolts(self) -> tuple[list[str], dict[str, str | None]]:
+        locks = [lock.lock_id for lock in self.store.list_locks()]
+        bolts: dict[str, str | None] = {}
+        for lock_id in locks:
+            health = self.store.lock_health(lock_id)
+            bolts[lock_id] = health.bolt_state if health is not None else None
+        return locks, bolts
+
+    def on_bolt_moving(self, lock_id: str, action: Action) -> None:
+        if self.home_assistant is not None:
+            self.home_assistant.moving(lock_id, action)
+
+    def on_bolt_settled(self, lock_id: str, bolt: str | None) -> None:
+        if self.home_assistant is not None:
+            self.home_assistant.settled(lock_id, bolt)
+
+    def _on_home_assistant_command(self, lock_id: str, message: Incoming) -> None:
+        assert self.home_assistant is not None
+        action = home_assistant.parse_command(message.payload)
+        request = CommandRequest(
+            request_id=crypto.random_bytes(ID_BYTES),
+            sent_at=int(self._clock()),
+            lock_id=lock_id,
+            action=action,
+        )
+        # Home Assistant sees the result on the state topic (the hooks above)
+        self._command(self.home_assistant.user, request, _no_reply, "homeassistant")
+
+    # --- the dashboard's view (smartlock.adapters.web.backend_port.BackendPort) -----------------
+
+    def audit_web(self, *, who: str, action: str, result: str, reason: str = "") -> None:
+        self.audit(who=who, lock_id="", channel="web", action=action, result=result, reason=reason)
+
+    async def remote_command(
+        self, user: str, lock_id: str, action: Action, *, channel: str
+    ) -> CommandOutcome:
+        """A remote command from the dashboard or Home Assistant, decided and audited as one
+        over MQTT (same rate limit, lockout, roles and fail-closed audit)."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[CommandOutcome] = loop.create_future()
+
+        def reply(result: str, reason: str, bolt: str) -> None:
+            if not outcome.done():
+                outcome.set_result(CommandOutcome(result, reason, bolt))
+
+        request = CommandRequest(
+            request_id=crypto.random_bytes(ID_BYTES),
+            sent_at=int(self._clock()),
+            lock_id=lock_id,
+            action=action,
+        )
+        try:
+            self._command(user, request, reply, channel)
+        except Rejected as rejected:
+            self.rejections.record(f"{channel} command", rejected, user)
+            return CommandOutcome("denied", rejected.reason.value)
+        except StoreUnavailable as exc:
+            self.store_unavailable(f"{channel} command of {user}", exc)
+            return CommandOutcome("denied", Reason.AUDIT_UNAVAILABLE.value)
+        # the command's own deadline answers "failed" in time; this bound is only a backstop
+        return await asyncio.wait_for(outcome, self._command_timeout_s + 2 * TICK_S + 1)
+
+    async def alert_feed(self) -> AsyncIterator[AlertNotice]:
+        queue: asyncio.Queue[AlertNotice] = asyncio.Queue(maxsize=ALERT_FEED_CAPACITY)
+        self._alert_listeners.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._alert_listeners.discard(queue)
+
+    def recent_alerts(self) -> list[AlertNotice]:
+        """The newest alerts in the audit log (they outlive a restart), newest first."""
+        return [
+            AlertNotice(
+                entry.record.at_ms / 1000,
+                entry.record.action,
+                entry.record.lock_id,
+                entry.record.who or entry.record.lock_id,
+                entry.record.reason,
+            )
+            for entry in reversed(self.store.audit_entries(result="alert", limit=RECENT_ALERTS))
+        ]
+
+    def enroll_guest(self, invitation: Invitation, public_key_pem: bytes) -> Enrollment:
+        site, password = admin.enroll_guest(self.site, invitation, public_key_pem)
+        self.site = site
+        self.directory.forget(invitation.guest)
+        logger.info(
+            "Guest %s enrolled its own device (pass %d)", invitation.guest, invitation.pass_id
+        )
+        return Enrollment(
+            site_name=site.name,
+            guest=invitation.guest,
+            broker_host=site.broker_host,
+            broker_port=site.broker_port,
+            password=password,
+            ca_pem=site.ca_cert.read_text(),
+            backend_public_pem=site.public_key_path(BACKEND_USER).read_text(),
+            locks=(invitation.lock_id,),
+        )
 
     # --- the service ----------------------------------------------------------------------------
 
@@ -282,12 +430,16 @@ class Backend:
             except Exception:  # the periodic tick tries again; the session must go on
                 self.rejections.counts["internal_error"] += 1
                 logger.exception("Could not publish the locks' command keys and revocations")
-            for topic in (
+            subscriptions = [
                 topics.session_requests("+"),
                 topics.command_requests("+"),
                 topics.lock_topic("+", "events"),
                 topics.lock_topic("+", "availability"),
-            ):
+            ]
+            if self.home_assistant is not None:
+                subscriptions.append(topics.home_assistant_command("+"))
+                self.home_assistant.announce(*self._bolts())
+            for topic in subscriptions:
                 await mqtt.subscribe(topic)
             logger.info(
                 "Backend listening for session requests on %s", topics.session_requests("+")
@@ -340,6 +492,7 @@ class Backend:
         locks = self.store.list_locks()  # read once a tick, for both
         self.publish_lock_state(locks)
         self._check_heartbeats(now, locks)
+        self.metrics.locks_known.set(len(locks))
 
     def handle(self, message: Incoming) -> bool:
         """Dispatch one message; a refused one is logged and counted, never raised.
@@ -349,7 +502,7 @@ class Backend:
         """
         parts = message.topic.split("/")
         try:
-            if parts[0] == "backend" and message.retained:
+            if parts[0] in ("backend", "smartlock") and message.retained:
                 # a request is an event, not a state: kept by the broker it would be answered
                 # again after every restart of the backend
                 raise Rejected(Reason.REPLAY, f"retained request on {message.topic}")
@@ -361,6 +514,12 @@ class Backend:
                 self._on_lock_event_or_keep(parts[1], message)
             elif len(parts) == 3 and parts[0] == "locks" and parts[2] == "availability":
                 self._on_availability(parts[1], message.payload)
+            elif (
+                self.home_assistant is not None
+                and len(parts) == 4
+                and message.topic == topics.home_assistant_command(parts[2])
+            ):
+                self._on_home_assistant_command(parts[2], message)
             else:
                 logger.warning("Ignored message on unexpected topic %s", message.topic)
         except Rejected as rejected:
@@ -377,6 +536,7 @@ class Backend:
 
     def _on_key_request(self, user: str, payload: bytes) -> None:
         now = self._clock()
+        started = time.perf_counter()
         try:
             answer = self.issuer.on_request(user, payload, now)
         except Rejected as rejected:
@@ -416,6 +576,9 @@ class Backend:
                 self._outbox.put(topics.user_topic(user, "session"), denial.payload)
                 return
             self._outbox.put(topics.lock_topic(answer.lock_id, "session"), answer.payload)
+            self._issuing[answer.key.key_id] = started
+            while len(self._issuing) > ISSUING_CAPACITY:  # keys never acknowledged
+                del self._issuing[next(iter(self._issuing))]
             return
         lock_id = _lock_of_request(payload)
         attempt = 0
@@ -449,6 +612,17 @@ class Backend:
             )
         if self._command_ids.seen_before(user.encode() + b"/" + request.request_id, now):
             raise Rejected(Reason.REPLAY, f"command {request.request_id[:4].hex()} from {user}")
+        correlation = message.correlation_data
+
+        def reply(result: str, reason: str, bolt: str) -> None:
+            self._reply(request, reply_topic, correlation, result, reason, bolt)
+
+        self._command(user, request, reply, "remote")
+
+    def _command(self, user: str, request: CommandRequest, reply: ReplyTo, channel: str) -> None:
+        """Decide, audit and send one remote command; its end goes to ``reply`` (a refusal that
+        gets no answer at all, a flood, raises :class:`Rejected`)."""
+        now = self._clock()
         action = request.action.name.lower()
         if not self._command_rate.allow(user, now):
             # no signed answer and no bolt: a flood costs the backend almost nothing; the log
@@ -458,7 +632,7 @@ class Backend:
                 self.audit(
                     who=user,
                     lock_id=request.lock_id,
-                    channel="remote",
+                    channel=channel,
                     action=action,
                     result="denied",
                     reason=Reason.RATE_LIMITED.value,
@@ -473,31 +647,29 @@ class Backend:
                 name=user, user=self.store.get_user(user), lock_id=request.lock_id, lock=lock
             )
         except Rejected as rejected:
-            attempt = self._failure(user, rejected, request.lock_id, now, "remote")
+            attempt = self._failure(user, rejected, request.lock_id, now, channel)
             logger.warning(
-                "Refused remote %s of %s by %s: %s", action, request.lock_id, user, rejected
+                "Refused %s %s of %s by %s: %s", channel, action, request.lock_id, user, rejected
             )
             self.audit(
                 who=user,
                 lock_id=request.lock_id,
-                channel="remote",
+                channel=channel,
                 action=action,
                 result="denied",
                 reason=rejected.reason.value,
                 attempt=attempt,
             )
-            self._reply(request, reply_topic, message.correlation_data, "denied", rejected.reason)
+            reply("denied", rejected.reason.value, "unknown")
             return
         assert lock is not None  # decide_command checked it
         try:  # fail closed: a door that moves is in the log before the command leaves
             self.audit(
-                who=user, lock_id=lock.lock_id, channel="remote", action=action, result="sent"
+                who=user, lock_id=lock.lock_id, channel=channel, action=action, result="sent"
             )
         except StoreUnavailable as exc:
-            self.store_unavailable(f"remote {action} of {lock.lock_id} by {user} refused", exc)
-            self._reply(
-                request, reply_topic, message.correlation_data, "denied", Reason.AUDIT_UNAVAILABLE
-            )
+            self.store_unavailable(f"{channel} {action} of {lock.lock_id} by {user} refused", exc)
+            reply("denied", Reason.AUDIT_UNAVAILABLE.value, "unknown")
             return
         payload, nonce = seal_lock_command(
             key=command_key(self._command_master, lock.lock_id, lock.command_epoch),
@@ -508,15 +680,12 @@ class Backend:
             random_bytes=crypto.random_bytes,
         )
         self._pending_commands[nonce] = _PendingCommand(
-            user,
-            role,
-            request,
-            reply_topic,
-            message.correlation_data,
-            now + self._command_timeout_s,
+            user, role, request, reply, now + self._command_timeout_s, channel
         )
+        self.on_bolt_moving(lock.lock_id, request.action)
         logger.info(
-            "Remote %s of %s for %s sent to the lock (%d bytes)",
+            "%s %s of %s for %s sent to the lock (%d bytes)",
+            channel.capitalize(),
             action,
             lock.lock_id,
             user,
@@ -564,14 +733,13 @@ class Backend:
             self.audit(
                 who=pending.user,
                 lock_id=request.lock_id,
-                channel="remote",
+                channel=pending.channel,
                 action=request.action.name.lower(),
                 result="failed",
                 reason="lock_unreachable",
             )
-            self._reply(
-                request, pending.response_topic, pending.correlation, "failed", "lock_unreachable"
-            )
+            pending.reply("failed", "lock_unreachable", "unknown")
+            self.on_bolt_settled(request.lock_id, None)
 
     # --- what the locks say ---------------------------------------------------------------------
 
@@ -622,6 +790,9 @@ class Backend:
                 release.guest_id,
             )
             self._outbox.put(topics.user_topic(release.guest_id, "session"), release.payload)
+            started = self._issuing.pop(release.key.key_id, None)
+            if started is not None:
+                self.metrics.issuance_seconds.observe(time.perf_counter() - started)
         elif kind is MessageType.ACCESS_EVENT:
             self._on_access_event(lock_id, payload)
         else:
@@ -716,7 +887,7 @@ class Backend:
             self.audit(
                 who=late.user,
                 lock_id=lock_id,
-                channel="remote",
+                channel=late.channel,
                 action=late.request.action.name.lower(),
                 result="granted" if result.result == "done" else "failed",
                 reason="after_timeout",
@@ -749,19 +920,13 @@ class Backend:
         self.audit(
             who=pending.user,
             lock_id=lock_id,
-            channel="remote",
+            channel=pending.channel,
             action=request.action.name.lower(),
             result="granted" if done else "failed",
             reason=result.reason,
         )
-        self._reply(
-            request,
-            pending.response_topic,
-            pending.correlation,
-            "done" if done else "failed",
-            result.reason,
-            result.bolt or "unknown",
-        )
+        pending.reply("done" if done else "failed", result.reason, result.bolt or "unknown")
+        self.on_bolt_settled(lock_id, result.bolt or None)
         health = self.store.lock_health(lock_id)
         if health is not None and result.bolt:
             self.store.set_lock_health(
@@ -811,6 +976,7 @@ class Backend:
             )
             self._published_revocations.pop(lock_id, None)
         before = self.store.lock_health(lock_id)
+        self.on_bolt_settled(lock_id, heartbeat.bolt)
         self.store.set_lock_health(
             LockHealth(
                 lock_id,
@@ -838,13 +1004,17 @@ class Backend:
 
     def _check_heartbeats(self, now: float, locks: list[LockRecord]) -> None:
         limit = 2 * self.site.heartbeat_s + 1
+        online = 0
         for lock in locks:
             health = self.store.lock_health(lock.lock_id)
+            online += health is not None and health.online
             if health is None:
                 if now - self._started_at > limit:
                     self._mark_offline(lock.lock_id, "no heartbeat since the backend started")
             elif health.online and (health.last_heartbeat or 0) < now - limit:
                 self._mark_offline(lock.lock_id, "two heartbeats missed")
+                online -= 1
+        self.metrics.locks_online.set(online)
 
     def _mark_offline(self, lock_id: str, why: str) -> None:
         if self.store.get_lock(lock_id) is None:
@@ -940,6 +1110,10 @@ class _KeptEvent:
     lock_id: str
     message: Incoming
     connection: MqttConnection | None
+
+
+def _no_reply(result: str, reason: str, bolt: str) -> None:
+    """Home Assistant's commands get no reply message: the state topic answers them."""
 
 
 def _is_lock_event(topic: str) -> bool:

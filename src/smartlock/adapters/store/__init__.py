@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, Operationa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from smartlock.adapters.store import audit_log, database, rows
+from smartlock.adapters.store.dashboard import DashboardStore
 from smartlock.adapters.store.records import (
     AuditEntry,
     AuditRecord,
@@ -61,7 +62,7 @@ __all__ = [
 AUDIT_KEY_BYTES = 32
 
 
-class Store:
+class Store(DashboardStore):
     """The backend's database.  Open it with :meth:`open`; close it (or use ``with``)."""
 
     def __init__(self, engine: Engine, *, audit_key: bytes) -> None:
@@ -458,15 +459,24 @@ class Store:
         who: str | None = None,
         since_ms: int | None = None,
         limit: int | None = None,
+        until_ms: int | None = None,
+        result: str | None = None,
     ) -> list[AuditEntry]:
         """Entries matching every filter given, in ``seq`` order.
 
-        ``since_ms`` keeps entries at or after that time.  With ``limit``, the *newest* ``limit``
+        ``since_ms`` keeps entries at or after that time, ``until_ms`` those before it.  With
+        ``limit``, the *newest* ``limit``
         matching entries are returned (still oldest first), as an audit viewer wants.
         """
         with self._reading() as session:
             return audit_log.entries(
-                session, lock_id=lock_id, who=who, since_ms=since_ms, limit=limit
+                session,
+                lock_id=lock_id,
+                who=who,
+                since_ms=since_ms,
+                limit=limit,
+                until_ms=until_ms,
+                result=result,
             )
 
     def verify_audit(self) -> int | None:

@@ -47,6 +47,8 @@ def entries(
     who: str | None,
     since_ms: int | None,
     limit: int | None,
+    until_ms: int | None = None,
+    result: str | None = None,
 ) -> list[AuditEntry]:
     """Matching entries oldest first; with ``limit``, only the newest ``limit`` of them."""
     query = select(AuditRow)
@@ -56,6 +58,10 @@ def entries(
         query = query.where(AuditRow.who == who)
     if since_ms is not None:
         query = query.where(AuditRow.at_ms >= since_ms)
+    if until_ms is not None:
+        query = query.where(AuditRow.at_ms < until_ms)
+    if result is not None:
+        query = query.where(AuditRow.result == result)
     if limit is None:
         return [rows.audit_entry(row) for row in session.scalars(query.order_by(AuditRow.seq))]
     if limit < 1:

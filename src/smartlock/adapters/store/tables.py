@@ -35,6 +35,8 @@ NAMING_CONVENTION = {
 IDENTIFIER_LENGTH = 32  # smartlock.core.wire.check_identifier
 TAG_LENGTH = 16  # smartlock.crypto.MAC_BYTES
 AUDIT_HEAD_ID = 1  # the one row of audit_head
+DIGEST_HEX_LENGTH = 64  # smartlock.crypto.token_digest
+PASSWORD_HASH_LENGTH = 200  # smartlock.crypto.hash_password (about 90 characters)
 
 
 class Base(DeclarativeBase):
@@ -129,6 +131,44 @@ class LockHealthRow(Base):
     bolt_state: Mapped[str] = mapped_column(String(16))
     revocation_version_applied: Mapped[int] = mapped_column(Integer)
     changed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebLoginRow(Base):
+    """A user's dashboard password, as its scrypt hash (:func:`smartlock.crypto.hash_password`)."""
+
+    __tablename__ = "web_logins"
+
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(PASSWORD_HASH_LENGTH))
+    changed_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser: only the SHA-256 of its cookie is kept, with its CSRF token."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index(None, "user_name"),)
+
+    token_digest: Mapped[str] = mapped_column(String(DIGEST_HEX_LENGTH), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    csrf_token: Mapped[str] = mapped_column(String(DIGEST_HEX_LENGTH))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class InvitationRow(Base):
+    """A one-time enrollment code for a pass's guest: only its SHA-256 is kept."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (Index(None, "pass_id"),)
+
+    code_digest: Mapped[str] = mapped_column(String(DIGEST_HEX_LENGTH), primary_key=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("passes.pass_id"))
+    guest: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    created_by: Mapped[str] = mapped_column(String(IDENTIFIER_LENGTH))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 metadata = Base.metadata
