@@ -9,12 +9,12 @@ ARGS   ?=
 # test files run in parallel, each file on one worker (its systems and fixtures stay together)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime clean
+.PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime chromium clean
 
 demo: bootstrap mosquitto
 	$(BIN)/smartlock demo $(ARGS)
 
-test: bootstrap mosquitto faketime check
+test: bootstrap mosquitto faketime chromium check
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 check: bootstrap
@@ -58,6 +58,19 @@ faketime:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfaketime >/dev/null; \
 	else \
 		echo "The fault tests that move the clock need libfaketime: sudo apt-get install libfaketime"; \
+		echo "(they are skipped without it)."; \
+	fi
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it never downloads
+# a browser of its own).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium with apt-get (for the browser tests)..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The browser tests need Chromium: sudo apt-get install chromium"; \
 		echo "(they are skipped without it)."; \
 	fi
 

@@ -1,10 +1,14 @@
-"""smartlock.crypto: the recipe layer (RSA-OAEP, RSA-PSS, labelled HMAC, the site PKI)."""
+"""smartlock.crypto: the recipe layer (RSA-OAEP, RSA-PSS, labelled HMAC, the site PKI, dashboard
+passwords)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -370,3 +374,172 @@ def test_seal_and_open_refuse_wrong_key_or_nonce_sizes(key: bytes, nonce: bytes)
         crypto.seal(key, nonce, b"m", b"a")
     with pytest.raises(crypto.CryptoError):
         crypto.open_sealed(key, nonce, b"\x00" * 17, b"a")
+
+
+# --- passwords (the dashboard's sign-in) ------------------------------------------------------
+
+FAST_N = 2**10  # the tests' scrypt cost; one test below keeps the default
+
+
+@pytest.fixture(scope="module")
+def stored() -> str:
+    return crypto.hash_password("correct horse battery staple", n=FAST_N)
+
+
+def test_a_password_hash_is_self_describing_scrypt_with_a_16_byte_salt(stored: str) -> None:
+    scheme, n, r, p, salt, derived = stored.split("$")
+    assert (scheme, n, r, p) == ("scrypt", str(FAST_N), "8", "1")
+    assert len(base64.urlsafe_b64decode(salt + "==")) == 16
+    assert len(base64.urlsafe_b64decode(derived + "=")) == 32
+    assert "correct horse" not in stored
+
+
+def test_the_default_cost_is_n_2_to_the_15_and_still_verifies() -> None:
+    hashed = crypto.hash_password("correct horse battery staple")
+    assert hashed.split("$")[1] == str(2**15) == str(crypto.SCRYPT_N)
+    assert crypto.password_matches("correct horse battery staple", hashed)
+    assert not crypto.password_matches("correct horse battery stapler", hashed)
+
+
+def test_the_hash_is_the_scrypt_of_the_password_under_its_salt(stored: str) -> None:
+    _, n, r, p, salt, derived = stored.split("$")
+    expected = hashlib.scrypt(
+        b"correct horse battery staple",
+        salt=base64.urlsafe_b64decode(salt + "=="),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=32,
+    )
+    assert base64.urlsafe_b64decode(derived + "=") == expected
+
+
+def test_the_right_password_matches(stored: str) -> None:
+    assert crypto.password_matches("correct horse battery staple", stored)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery stapl",
+        "correct horse battery staple ",
+        "Correct horse battery staple",
+        "",
+        "\x00correct horse battery staple",
+    ],
+    ids=["shorter", "trailing-space", "capital", "empty", "leading-nul"],
+)
+def test_any_other_password_does_not_match(stored: str, password: str) -> None:
+    assert not crypto.password_matches(password, stored)
+
+
+def test_two_hashes_of_one_password_differ_but_both_match() -> None:
+    first = crypto.hash_password("same password", n=FAST_N)
+    second = crypto.hash_password("same password", n=FAST_N)
+    assert first != second
+    assert first.split("$")[4] != second.split("$")[4]  # the salts differ
+    assert crypto.password_matches("same password", first)
+    assert crypto.password_matches("same password", second)
+
+
+def test_non_ascii_passwords_are_hashed_as_utf8() -> None:
+    hashed = crypto.hash_password("pässwörd ✓ 🔒", n=FAST_N)
+    assert crypto.password_matches("pässwörd ✓ 🔒", hashed)
+    assert not crypto.password_matches("passwort ✓ 🔒", hashed)
+
+
+def _replace_field(stored: str, index: int, value: str) -> str:
+    fields = stored.split("$")
+    fields[index] = value
+    return "$".join(fields)
+
+
+def _flip_last_char(text: str) -> str:
+    return text[:-1] + ("A" if text[-1] != "A" else "B")
+
+
+DAMAGED: dict[str, object] = {
+    "empty": "",
+    "plain-text": "correct horse battery staple",
+    "only-dollars": "$$$$$",
+    "mosquitto-pbkdf2": "$7$101$c2FsdHNhbHQ$aGFzaGhhc2g",
+    "bcrypt": "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+    "other-scheme": lambda s: _replace_field(s, 0, "pbkdf2"),
+    "upper-case-scheme": lambda s: _replace_field(s, 0, "SCRYPT"),
+    "too-few-fields": lambda s: s.rsplit("$", 1)[0],
+    "extra-field": lambda s: s + "$x",
+    "derived-changed": lambda s: _flip_last_char(s),
+    "salt-changed": lambda s: _replace_field(s, 4, _flip_last_char(s.split("$")[4])),
+    "derived-truncated": lambda s: s[:-4],
+    "derived-empty": lambda s: _replace_field(s, 5, ""),
+    "n-changed": lambda s: _replace_field(s, 1, str(FAST_N * 2)),
+    "n-not-a-power-of-two": lambda s: _replace_field(s, 1, "1000"),
+    "n-one": lambda s: _replace_field(s, 1, "1"),
+    "n-zero": lambda s: _replace_field(s, 1, "0"),
+    "n-negative": lambda s: _replace_field(s, 1, "-1024"),
+    "n-above-the-cap": lambda s: _replace_field(s, 1, str(2**21)),
+    "n-not-a-number": lambda s: _replace_field(s, 1, "many"),
+    "n-huge": lambda s: _replace_field(s, 1, "9" * 5000),
+    "r-zero": lambda s: _replace_field(s, 2, "0"),
+    "r-negative": lambda s: _replace_field(s, 2, "-8"),
+    "r-above-the-cap": lambda s: _replace_field(s, 2, "65"),
+    "p-zero": lambda s: _replace_field(s, 3, "0"),
+    "p-above-the-cap": lambda s: _replace_field(s, 3, "17"),
+    "salt-not-base64": lambda s: _replace_field(s, 4, "A"),
+    "salt-not-ascii": lambda s: _replace_field(s, 4, "sälz"),
+    "derived-not-ascii": lambda s: _replace_field(s, 5, "ħash"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED.values(), ids=DAMAGED.keys())
+def test_a_damaged_or_foreign_stored_hash_never_matches_and_never_raises(
+    stored: str, damage: object
+) -> None:
+    damaged = damage(stored) if callable(damage) else damage
+    assert isinstance(damaged, str)
+    assert damaged != stored
+    assert not crypto.password_matches("correct horse battery staple", damaged)
+
+
+def test_a_hash_made_for_another_password_does_not_match(stored: str) -> None:
+    other = crypto.hash_password("another password", n=FAST_N)
+    assert not crypto.password_matches("correct horse battery staple", other)
+    assert not crypto.password_matches("another password", stored)
+
+
+def test_a_password_that_cannot_be_encoded_does_not_match_and_does_not_raise(stored: str) -> None:
+    assert not crypto.password_matches("\ud800", stored)  # a lone surrogate has no UTF-8
+
+
+_PROBE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+from smartlock import crypto
+print(crypto.password_matches("pw", sys.argv[1]))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG crypto.password_matches: its bounds (n<=2**20, r<=64, p<=16) admit an 8 GiB "
+    "scrypt; with less memory than that it raises MemoryError instead of returning False",
+)
+def test_a_stored_hash_asking_for_more_memory_than_there_is_does_not_raise() -> None:
+    """On a backend with less memory than the damaged hash asks for (a Raspberry Pi, here a
+    3 GiB address-space limit) the check must still just say "no match"."""
+    damaged = "scrypt$1048576$64$16$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, damaged],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "False"), done.stderr[-300:]
+
+
+def test_token_digest_is_the_hex_sha256_of_the_token() -> None:
+    assert crypto.token_digest("abc") == hashlib.sha256(b"abc").hexdigest()
+    assert len(crypto.token_digest("")) == 64
+    assert crypto.token_digest("abc") != crypto.token_digest("abd")
+    assert "abc" not in crypto.token_digest("abc")

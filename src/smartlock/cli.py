@@ -231,23 +231,36 @@ def radio_hub(
 
 @app.command()
 def backend(
-    site: SiteOption = DEFAULT_SITE, db: DbOption = None, verbose: VerboseOption = False
+    site: SiteOption = DEFAULT_SITE,
+    db: DbOption = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Also serve the web dashboard and /api here, e.g. 127.0.0.1:8080.  A loopback "
+            "address is served over plain HTTP; any other over HTTPS with the site's broker "
+            "certificate.",
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The dashboard's address as guests' devices reach it (written into "
+            "invitations).  Default: the --http address."
+        ),
+    ] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the backend: it decides key requests and remote commands and keeps the audit log.
 
     Every decision comes from the store; it also watches the locks' heartbeats and alerts owners
-    and residents."""
-    from smartlock.admin import open_store
-    from smartlock.services.backend import Backend
+    and residents.  With --http it serves the dashboard too (sign in with a password set by
+    'smartlock user password NAME')."""
+    from smartlock.services.backend import serve_backend
 
     setup_logging(verbose)
     loaded = load_site(site)
-
-    async def serve() -> None:
-        with open_store(loaded, db) as store:
-            await Backend(loaded, store=store).run()
-
-    run(serve())
+    run(serve_backend(loaded, db=db, http=http, public_url=public_url))
 
 
 @lock_app.command("run")
@@ -432,9 +445,10 @@ def demo(
     raise typer.Exit(code)
 
 
-from smartlock import cli_admin  # noqa: E402 -- registers the management commands on ``app``
+from smartlock import cli_admin, cli_dashboard  # noqa: E402 -- register their commands on ``app``
 
 cli_admin.register(app, lock_app)
+cli_dashboard.register(app, cli_admin.user_app, cli_admin.pass_app, guest_app)
 
 
 def main() -> None:

@@ -377,6 +377,18 @@ def add_identity(site: Site, identity: str, *, lock: bool) -> Site:
     return updated
 
 
+def set_home_assistant_user(site: Site, user: str | None) -> Site:
+    """Name the user Home Assistant signs in as (None: no Home Assistant); rewrites the ACL."""
+    from smartlock import broker
+
+    if user is not None and user not in site.users:
+        raise ConfigError(f"no user {user!r} in site {site.root}")
+    updated = dataclasses.replace(site, home_assistant_user=user)
+    broker.write_access_files(updated, _all_passwords(updated))
+    save_site(updated)
+    return updated
+
+
 def enroll_identity(site: Site, identity: str, public_key_pem: bytes) -> str:
     """Give an existing user the public key its own device made, and a fresh broker password.
 

@@ -1127,3 +1127,32 @@ def _lock_of_request(payload: bytes) -> str:
         return SessionRequest.from_bytes(payload).lock_id
     except Rejected:
         return ""
+
+
+async def serve_backend(
+    site: Site, *, db: str | None = None, http: str | None = None, public_url: str | None = None
+) -> None:
+    """The backend, and with ``http`` (``HOST:PORT``) its dashboard on the same event loop."""
+    from smartlock.adapters.web.app import DashboardServer, create_app, is_loopback, parse_listen
+
+    with admin.open_store(site, db) as store:
+        backend = Backend(site, store=store)
+        if http is None:
+            await backend.run()
+            return
+        host, port = parse_listen(http)
+        tls = not is_loopback(host)
+        url = public_url or f"{'https' if tls else 'http'}://{http}"
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--public-url must start with http:// or https://, not {url!r}")
+        server = DashboardServer(
+            create_app(backend, public_url=url),
+            host,
+            port,
+            certfile=site.broker_dir / "broker.crt" if tls else None,
+            keyfile=site.broker_dir / "broker.key" if tls else None,
+        )
+        logger.info("Dashboard on %s://%s:%d/", "https" if tls else "http", host, server.port)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(backend.run(), name="backend")
+            tasks.create_task(server.serve(), name="dashboard")
