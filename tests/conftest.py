@@ -18,7 +18,7 @@ __all__ = [
     "system",
 ]  # fixtures, registered by being imported here
 
-SYSTEM_SUITES = ("e2e", "attacks", "faults")
+SYSTEM_SUITES = ("e2e", "attacks", "faults", "browser")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -148,6 +148,12 @@ class System:
     extra_lock_args: list[str] = field(default_factory=list)
     lock_args: dict[str, list[str]] = field(default_factory=dict)  # per lock, after the above
     started_at: int = field(default_factory=lambda: len(LOGS.children))  # its first child
+    backend_args: list[str] = field(default_factory=list)  # e.g. ["--http", "127.0.0.1:0"]
+    dashboard_url: str | None = None  # the backend's dashboard, when started with --http
+
+    async def start_backend(self) -> Child:
+        self.backend, self.dashboard_url = await _start_backend(self.site, self.backend_args)
+        return self.backend
 
     async def start_lock(self, lock_id: str) -> Child:
         child = Child.smartlock(
@@ -184,10 +190,7 @@ class System:
             yield
         finally:
             if identity == "backend":
-                self.backend = await Child.smartlock(
-                    "backend", "backend", "--site", str(self.site.root)
-                ).start()
-                await self.backend.wait_for(r"Backend listening for session requests")
+                await self.start_backend()
             else:
                 await self.start_lock(identity)
 
@@ -197,16 +200,33 @@ class System:
         assert_no_secret_logged(self.site, self.started_at)
 
 
-async def start_system(site: Site) -> System:
+async def _start_backend(site: Site, args: list[str]) -> tuple[Child, str | None]:
+    backend = await Child.smartlock("backend", "backend", "--site", str(site.root), *args).start()
+    url = None
+    if "--http" in args:
+        url = (await backend.wait_for(r"Dashboard on (\S+)")).group(1).rstrip("/")
+    await backend.wait_for(r"Backend listening for session requests")
+    return backend, url
+
+
+async def start_system(site: Site, *, backend_args: list[str] | None = None) -> System:
+    """Broker, radio hub, backend (with ``backend_args``) and every lock of ``site``."""
     root = str(site.root)
     first_child = len(LOGS.children)
     broker = await Child.smartlock("broker", "broker", "--site", root).start()
     await broker.wait_for(r"Broker listening")
     radio = await Child.smartlock("radio", "radio-hub", "--site", root, "--extra", SNIFFER).start()
     await radio.wait_for(r"Radio hub ready")
-    backend = await Child.smartlock("backend", "backend", "--site", root).start()
-    await backend.wait_for(r"Backend listening for session requests")
-    system = System(site, broker, radio, backend, started_at=first_child)
+    backend, url = await _start_backend(site, backend_args or [])
+    system = System(
+        site,
+        broker,
+        radio,
+        backend,
+        started_at=first_child,
+        backend_args=backend_args or [],
+        dashboard_url=url,
+    )
     for lock_id in site.locks:
         await system.start_lock(lock_id)
     return system
@@ -240,10 +260,12 @@ def provision(
 
 
 @contextlib.asynccontextmanager
-async def running_system(**settings: Any) -> AsyncIterator[System]:
+async def running_system(
+    *, backend_args: list[str] | None = None, **settings: Any
+) -> AsyncIterator[System]:
     """A fresh site (``provision(**settings)``) with everything running, for one module."""
     root = new_site_dir()
-    running = await start_system(provision(root, **settings))
+    running = await start_system(provision(root, **settings), backend_args=backend_args)
     try:
         yield running
     finally:

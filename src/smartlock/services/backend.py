@@ -1142,17 +1142,22 @@ async def serve_backend(
             return
         host, port = parse_listen(http)
         tls = not is_loopback(host)
-        url = public_url or f"{'https' if tls else 'http'}://{http}"
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"--public-url must start with http:// or https://, not {url!r}")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--public-url must start with http:// or https://, not {public_url!r}"
+            )
+        app = create_app(backend, public_url=public_url or "")
         server = DashboardServer(
-            create_app(backend, public_url=url),
+            app,
             host,
             port,
             certfile=site.broker_dir / "broker.crt" if tls else None,
             keyfile=site.broker_dir / "broker.key" if tls else None,
         )
-        logger.info("Dashboard on %s://%s:%d/", "https" if tls else "http", host, server.port)
+        shown = f"[{host}]" if ":" in host else host
+        url = f"{'https' if tls else 'http'}://{shown}:{server.port}"
+        app.state.public_url = public_url or url
+        logger.info("Dashboard on %s/", url)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(backend.run(), name="backend")
             tasks.create_task(server.serve(), name="dashboard")

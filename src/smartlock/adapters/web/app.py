@@ -106,8 +106,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isascii() or not port.isdigit():
         raise ConfigError(f"--http wants HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
     number = int(port)
-    if not 0 < number <= 65535:
-        raise ConfigError(f"--http port must be 1..65535, not {number}")
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"--http port must be 0..65535 (0: any free one), not {number}")
     return host, number
 
 
