@@ -536,3 +536,98 @@ async def test_broker_process_on_a_port_another_server_listens_on_fails_fast(
                     await broker.start()
         finally:
             await broker.stop()
+
+
+# --- the Home Assistant user -------------------------------------------------------------------
+
+HA_USER = "resident"
+HA_READS = {
+    ("read", "homeassistant/lock/+/config"),
+    ("read", "smartlock/ha/+/state"),
+    ("read", "locks/+/availability"),
+}
+HA_WRITES = {("write", "smartlock/ha/+/set")}
+BACKEND_HA = {
+    ("write", "homeassistant/lock/+/config"),
+    ("write", "smartlock/ha/+/state"),
+    ("read", "smartlock/ha/+/set"),
+}
+
+
+@pytest.fixture
+def ha_site(spec_site: Site) -> Site:
+    return dataclasses.replace(spec_site, home_assistant_user=HA_USER)
+
+
+def test_the_home_assistant_user_reads_discovery_state_and_availability_and_writes_commands(
+    spec_site: Site, ha_site: Site
+) -> None:
+    acl = topics_for(ha_site)
+    ordinary = set(topics_for(spec_site)[HA_USER])
+    assert set(acl[HA_USER]) == ordinary | HA_READS | HA_WRITES  # and still its own topics
+
+
+def test_with_home_assistant_the_backend_publishes_config_and_state_and_reads_commands(
+    spec_site: Site, ha_site: Site
+) -> None:
+    assert set(topics_for(ha_site)["backend"]) == set(topics_for(spec_site)["backend"]) | BACKEND_HA
+
+
+def test_only_the_home_assistant_user_gains_anything(spec_site: Site, ha_site: Site) -> None:
+    without, with_ha = topics_for(spec_site), topics_for(ha_site)
+    assert set(with_ha) == set(without)
+    for user in without:
+        if user not in ("backend", HA_USER):
+            assert with_ha[user] == without[user], user
+
+
+def test_without_a_home_assistant_user_no_home_assistant_topic_is_in_the_acl(
+    spec_site: Site,
+) -> None:
+    assert spec_site.home_assistant_user is None
+    text = render_acl(spec_site)
+    assert "homeassistant/" not in text
+    assert "smartlock/ha/" not in text
+    acl = topics_for(spec_site)
+    wildcard_users = {user for user, e in acl.items() for _, topic in e if "+" in topic}
+    assert wildcard_users == {"backend"}
+
+
+def test_the_rendered_acl_holds_the_home_assistant_lines_once(ha_site: Site) -> None:
+    parsed = parse_acl(render_acl(ha_site))
+    assert parsed == {user: set(e) for user, e in topics_for(ha_site).items()}
+    assert parsed[HA_USER] >= HA_READS | HA_WRITES
+    assert parsed["backend"] >= BACKEND_HA
+    for user, entries in topics_for(ha_site).items():
+        assert len(entries) == len(set(entries)), user
+
+
+def test_commands_from_home_assistant_reach_only_the_backend(ha_site: Site) -> None:
+    acl = topics_for(ha_site)
+    command = "smartlock/ha/lock_01/set"
+    readers = {u for u, e in acl.items() if any(a == "read" and matches(t, command) for a, t in e)}
+    writers = {u for u, e in acl.items() if any(a == "write" and matches(t, command) for a, t in e)}
+    assert readers == {"backend"}
+    assert writers == {HA_USER}
+
+
+def test_home_assistant_states_are_written_by_the_backend_alone(ha_site: Site) -> None:
+    acl = topics_for(ha_site)
+    for topic in ("smartlock/ha/lock_01/state", "homeassistant/lock/lock_01/config"):
+        writers = {
+            u for u, e in acl.items() if any(a == "write" and matches(t, topic) for a, t in e)
+        }
+        readers = {
+            u for u, e in acl.items() if any(a == "read" and matches(t, topic) for a, t in e)
+        }
+        assert writers == {"backend"}, topic
+        assert readers == {HA_USER}, topic
+
+
+def test_home_assistant_reads_no_lock_traffic_but_its_availability(ha_site: Site) -> None:
+    acl = topics_for(ha_site)
+    for leaf in ("session", "command_key", "revocations", "commands", "events"):
+        topic = f"locks/lock_01/{leaf}"
+        assert not any(matches(t, topic) for _, t in acl[HA_USER]), topic
+    assert any(a == "read" and matches(t, "locks/lock_01/availability") for a, t in acl[HA_USER])
+    assert not any(a == "write" and t.startswith("locks/") for a, t in acl[HA_USER])

@@ -1,5 +1,5 @@
-"""smartlock.site: provisioning a site directory, loading it back, and adding or removing an
-identity afterwards.
+"""smartlock.site: provisioning a site directory, loading it back, adding or removing an identity
+afterwards, enrolling a device's own key, and the Home Assistant user.
 
 One site is provisioned per module (RSA key generation is slow) and only read by the tests;
 tests that change a site work on a copy of it (``shutil.copytree``), and tests that provision
@@ -20,13 +20,14 @@ import shutil
 import stat
 import tempfile
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from smartlock.broker import BROKER_USER, free_port, render_acl
 from smartlock.core.errors import ConfigError
@@ -38,6 +39,7 @@ from smartlock.site import (
     SITE_VERSION,
     Site,
     add_identity,
+    enroll_identity,
     provision_site,
     remove_identity,
     save_site,
@@ -711,3 +713,166 @@ def test_a_site_json_holding_a_database_password_is_readable_by_its_owner_only(
     assert stat.S_IMODE((site_copy.root / "site.json").stat().st_mode) == 0o600
     save_site(dataclasses.replace(site_copy, store_url="postgresql://app@db/locks"))
     assert stat.S_IMODE((site_copy.root / "site.json").stat().st_mode) == 0o644
+
+
+# --- the Home Assistant user --------------------------------------------------------------------
+
+
+def test_a_site_names_no_home_assistant_user_by_default(site: Site) -> None:
+    assert site.home_assistant_user is None
+    assert json.loads((site.root / "site.json").read_text())["home_assistant_user"] is None
+
+
+def test_the_home_assistant_user_round_trips_through_site_json(site_copy: Site) -> None:
+    changed = dataclasses.replace(site_copy, home_assistant_user="resident")
+    save_site(changed)
+    assert json.loads((site_copy.root / "site.json").read_text())["home_assistant_user"] == (
+        "resident"
+    )
+    assert Site.load(site_copy.root) == changed
+
+
+def test_a_site_json_without_the_home_assistant_setting_has_none(
+    site: Site, fresh_dir: Path
+) -> None:
+    _damage(site, fresh_dir, lambda d: d.pop("home_assistant_user"))
+    assert Site.load(fresh_dir).home_assistant_user is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("nobody", r"home_assistant_user 'nobody' is no user", id="unknown-user"),
+        pytest.param("lock_01", r"home_assistant_user 'lock_01' is no user", id="a-lock"),
+        pytest.param("backend", r"home_assistant_user 'backend' is no user", id="the-backend"),
+        pytest.param("Home Assistant", r"invalid user name 'Home Assistant'", id="invalid-name"),
+        pytest.param(7, r"home_assistant_user '7' is no user", id="a-number"),
+    ],
+)
+def test_a_home_assistant_user_that_is_not_a_user_of_the_site_is_refused(
+    site: Site, fresh_dir: Path, value: object, message: str
+) -> None:
+    _damage(site, fresh_dir, lambda d: d.update(home_assistant_user=value))
+    with pytest.raises(ConfigError, match=rf"site\.json is damaged: ValueError: {message}"):
+        Site.load(fresh_dir)
+
+
+def test_removing_the_home_assistant_user_unsets_it(site_copy: Site) -> None:
+    with_ha = dataclasses.replace(site_copy, home_assistant_user="resident")
+    save_site(with_ha)
+    updated = remove_identity(with_ha, "resident")
+    assert updated.home_assistant_user is None
+    assert Site.load(site_copy.root) == updated
+    acl = (site_copy.broker_dir / "acl").read_text()
+    assert "smartlock/ha/" not in acl
+    assert "homeassistant/" not in acl
+    assert_access_files_match(updated, [x for x in IDENTITIES if x != "resident"])
+
+
+def test_removing_another_user_keeps_the_home_assistant_user(site_copy: Site) -> None:
+    with_ha = dataclasses.replace(site_copy, home_assistant_user="resident")
+    save_site(with_ha)
+    updated = remove_identity(with_ha, "guest_02")
+    assert updated.home_assistant_user == "resident"
+    assert Site.load(site_copy.root).home_assistant_user == "resident"
+    assert "topic write smartlock/ha/+/set" in (site_copy.broker_dir / "acl").read_text()
+
+
+# --- enrolling a device's own key ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def device_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_enrolling_a_device_key_replaces_the_users_public_key_and_deletes_the_private_one(
+    site_copy: Site, device_key: rsa.RSAPrivateKey
+) -> None:
+    private = site_copy.private_key_path("guest_01")
+    assert private.exists()
+    enroll_identity(site_copy, "guest_01", _public_pem(device_key))
+    assert site_copy.public_key("guest_01").public_numbers() == (
+        device_key.public_key().public_numbers()
+    )
+    assert not private.exists()  # the private key now lives only on the device
+    assert mode(site_copy.public_key_path("guest_01")) == 0o644
+    assert site_copy.private_key_path("guest_02").exists()  # the other users keep theirs
+
+
+def test_enrolling_gives_a_new_broker_password_written_for_the_broker(
+    site_copy: Site, device_key: rsa.RSAPrivateKey
+) -> None:
+    old = site_copy.credentials("guest_01").password
+    others = {x: site_copy.credentials(x).password for x in IDENTITIES if x != "guest_01"}
+    password = enroll_identity(site_copy, "guest_01", _public_pem(device_key))
+    assert password != old
+    assert len(password) >= 32
+    assert site_copy.credentials("guest_01").password == password
+    assert mode(site_copy.identity_dir("guest_01") / "password") == 0o600
+    entries = passwd_entries(site_copy)
+    assert _mosquitto_hash_matches(entries["guest_01"], password)
+    assert not _mosquitto_hash_matches(entries["guest_01"], old)
+    assert {x: site_copy.credentials(x).password for x in others} == others
+    assert_access_files_match(site_copy, IDENTITIES)
+
+
+def test_enrolling_twice_works_and_changes_the_password_again(
+    site_copy: Site, device_key: rsa.RSAPrivateKey
+) -> None:
+    first = enroll_identity(site_copy, "guest_01", _public_pem(device_key))
+    second = enroll_identity(site_copy, "guest_01", _public_pem(device_key))
+    assert first != second
+    assert _mosquitto_hash_matches(passwd_entries(site_copy)["guest_01"], second)
+
+
+def test_enrolling_keeps_the_home_assistant_lines_in_the_acl(
+    site_copy: Site, device_key: rsa.RSAPrivateKey
+) -> None:
+    with_ha = dataclasses.replace(site_copy, home_assistant_user="resident")
+    save_site(with_ha)
+    enroll_identity(with_ha, "resident", _public_pem(device_key))
+    assert (site_copy.broker_dir / "acl").read_text() == render_acl(with_ha)
+    assert "topic write smartlock/ha/+/set" in render_acl(with_ha)
+
+
+BAD_KEYS = {
+    "garbage": lambda: b"not a key",
+    "empty": lambda: b"",
+    "damaged-pem": lambda: b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    "ec-p256": lambda: _public_pem(ec.generate_private_key(ec.SECP256R1())),
+    "rsa-1024": lambda: _public_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+}
+
+
+@pytest.mark.parametrize("make_pem", BAD_KEYS.values(), ids=BAD_KEYS.keys())
+def test_an_unusable_device_key_is_a_config_error_and_changes_nothing(
+    site_copy: Site, make_pem: Callable[[], bytes]
+) -> None:
+    files = [
+        site_copy.public_key_path("guest_01"),
+        site_copy.private_key_path("guest_01"),
+        site_copy.identity_dir("guest_01") / "password",
+        site_copy.broker_dir / "passwd",
+        site_copy.broker_dir / "acl",
+    ]
+    before = [path.read_bytes() for path in files]
+    with pytest.raises(ConfigError, match="the device's public key is unusable"):
+        enroll_identity(site_copy, "guest_01", make_pem())
+    assert [path.read_bytes() for path in files] == before
+
+
+@pytest.mark.parametrize("name", ["nobody", "lock_01", "backend"])
+def test_enrolling_anything_but_a_user_is_a_config_error(
+    site_copy: Site, device_key: rsa.RSAPrivateKey, name: str
+) -> None:
+    before = (site_copy.broker_dir / "passwd").read_bytes()
+    with pytest.raises(ConfigError, match=f"no user '{name}'"):
+        enroll_identity(site_copy, name, _public_pem(device_key))
+    assert (site_copy.broker_dir / "passwd").read_bytes() == before

@@ -345,6 +345,7 @@ def revoke_pass_in(store: Store, pass_id: int, *, by: str = "") -> PassRecord:
 
 
 INVITATION_TTL_S = 24 * 3600
+MAX_INVITATION_URL = 512  # with the site name (a directory name, <= 255), the text stays < 2048
 
 
 def invite_in(
@@ -354,6 +355,10 @@ def invite_in(
     record.  The store keeps only the code's SHA-256."""
     if not 60 <= ttl_s <= 30 * 86400:
         raise ConfigError("an invitation lasts 1 minute to 30 days")
+    if len(url) > MAX_INVITATION_URL:
+        raise ConfigError(
+            f"the dashboard URL is too long for an invitation (max {MAX_INVITATION_URL})"
+        )
     now = _now()
     code = secrets.token_urlsafe(16)
     invitation = store.create_invitation(

@@ -204,6 +204,7 @@ def open_sealed(key: bytes, nonce: bytes, sealed: bytes, associated: bytes) -> b
 
 PASSWORD_SCHEME = "scrypt"  # noqa: S105 -- the name of the hash scheme, not a password
 SCRYPT_N = 2**15  # 32 MiB of memory per guess (memory-hard: RFC 7914)
+SCRYPT_N_MAX = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 PASSWORD_SALT_BYTES = 16
@@ -230,7 +231,11 @@ def password_matches(password: str, stored: str) -> bool:
     """
     try:
         scheme, n, r, p, salt, expected = stored.split("$")
-        if scheme != PASSWORD_SCHEME or not (2 <= int(n) <= 2**20) or int(r) > 64 or int(p) > 16:
+        # a damaged or hostile row must not make us spend gigabytes: r and p are ours, and n
+        # at most 4 x today's (128 MiB)
+        if scheme != PASSWORD_SCHEME or (r, p) != (str(SCRYPT_R), str(SCRYPT_P)):
+            return False
+        if not 2 <= int(n) <= SCRYPT_N_MAX or int(n) & (int(n) - 1):
             return False
         kdf = Scrypt(salt=_unb64(salt), length=DIGEST_BYTES, n=int(n), r=int(r), p=int(p))
         kdf.verify(password.encode(), _unb64(expected))

@@ -63,7 +63,9 @@ def test_discovery_config_describes_one_device_per_lock() -> None:
 
 def test_unique_ids_differ_between_locks_and_between_sites() -> None:
     ids = {
-        _config(lock, site)["unique_id"] for lock in ("front", "garage") for site in ("home", "cabin")
+        _config(lock, site)["unique_id"]
+        for lock in ("front", "garage")
+        for site in ("home", "cabin")
     }
     assert len(ids) == 4
 
@@ -89,7 +91,18 @@ def test_lock_and_unlock_are_the_commands(payload: bytes, action: Action) -> Non
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"lock", b"Unlock", b"OPEN", b"LOCKED", b"LOCK UNLOCK", b"UNLOCK\x00", b"\xff", b"1", b'"LOCK"'],
+    [
+        b"",
+        b"lock",
+        b"Unlock",
+        b"OPEN",
+        b"LOCKED",
+        b"LOCK UNLOCK",
+        b"UNLOCK\x00",
+        b"\xff",
+        b"1",
+        b'"LOCK"',
+    ],
 )
 def test_anything_else_is_rejected_as_malformed(payload: bytes) -> None:
     with pytest.raises(Rejected) as raised:

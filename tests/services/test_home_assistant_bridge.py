@@ -89,7 +89,9 @@ async def test_a_reconnection_announces_the_state_again_even_if_unchanged(
     assert len(sent(outbox)) == 4
 
 
-@pytest.mark.parametrize(("action", "state"), [(Action.LOCK, b"LOCKING"), (Action.UNLOCK, b"UNLOCKING")])
+@pytest.mark.parametrize(
+    ("action", "state"), [(Action.LOCK, b"LOCKING"), (Action.UNLOCK, b"UNLOCKING")]
+)
 async def test_a_command_on_its_way_shows_the_bolt_moving(
     bridge: HomeAssistantBridge, outbox: Outbox, action: Action, state: bytes
 ) -> None:

@@ -56,14 +56,16 @@ class InvitationCode:
     @classmethod
     def parse(cls, text: str) -> InvitationCode:
         text = text.strip()
-        if len(text) > MAX_TEXT or not text.startswith(PREFIX):
+        if not text.startswith(PREFIX):
             raise InvitationError(f"not a smartlock invitation (it starts with {PREFIX!r})")
+        if len(text) > MAX_TEXT:
+            raise InvitationError(f"the invitation is too long (at most {MAX_TEXT} characters)")
         body = text[len(PREFIX) :]
         try:
             data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         except (binascii.Error, ValueError, RecursionError):
             raise InvitationError("the invitation is damaged (copy all of it)") from None
-        if not isinstance(data, dict) or data.get("v") != VERSION:
+        if not isinstance(data, dict) or type(data.get("v")) is not int or data["v"] != VERSION:
             raise InvitationError("this invitation is of another smartlock version")
         fields = {k: data.get(k) for k in ("site", "guest", "url", "code", "ca")}
         if not all(isinstance(v, str) for v in fields.values()):

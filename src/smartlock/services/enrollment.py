@@ -3,10 +3,9 @@
 1. Read the invitation (:mod:`smartlock.core.invitation`): the dashboard's URL, the one-time
    code, the SHA-256 of the site CA.
 2. Make the device's own RSA key pair, here.  The private key never leaves this directory.
-3. Over HTTPS, first fetch the site CA (``GET /api/ca``, unverified) and accept it only if its
-   SHA-256 is the invitation's; then talk to the dashboard verified against that CA.  (On a
-   loopback ``http://`` URL there is no TLS; the CA is checked against the invitation all the
-   same.)
+3. Fetch the site CA (``GET /api/ca``; over HTTPS not yet verified) and go on only if its
+   SHA-256 is the invitation's, so a wrong site never sees the code; over HTTPS, talk to the
+   dashboard from then on verified against that CA.  (A loopback ``http://`` URL has no TLS.)
 4. ``POST /api/enroll`` with the code and the public key; the answer is the broker account and
    the backend's public key.
 5. Write a one-user site directory that ``smartlock guest unlock --site DIR`` reads.
@@ -92,18 +91,21 @@ def enroll(invitation: InvitationCode, directory: Path) -> Enrolled:
 
 
 def _tls_context(invitation: InvitationCode) -> ssl.SSLContext | None:
-    """None for http://; for https://, a context that trusts exactly the invitation's CA."""
-    if not invitation.url.startswith("https://"):
-        return None
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
+    """Check the site CA the dashboard shows against the invitation, before the code is spent;
+    for https://, a context that trusts exactly that CA (None for a loopback http:// URL)."""
+    unverified = None
+    if invitation.url.startswith("https://"):
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
     ca_pem = _get(f"{invitation.url}/api/ca", unverified)
     if hashlib.sha256(ca_pem).hexdigest() != invitation.ca_sha256:
         raise ConfigError(
-            "the dashboard shows another CA than the invitation names: someone may be in "
-            "between; ask the owner for a new invitation"
+            "the site's CA does not match the invitation: someone may be in between; "
+            "ask the owner for a new invitation"
         )
+    if unverified is None:
+        return None
     return ssl.create_default_context(cadata=ca_pem.decode())
 
 

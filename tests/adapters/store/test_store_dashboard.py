@@ -97,13 +97,6 @@ def test_a_user_brought_back_can_set_a_new_password(site: Store) -> None:
     assert site.web_password_hash("guest1") == HASH_2
 
 
-REVIVED = (
-    "BUG store: remove_user (adapters/store/__init__.py:159) keeps the user's web_logins and "
-    "web_sessions rows, and add_user (line 151) revives the name with them"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=REVIVED)
 def test_a_removed_user_brought_back_does_not_get_its_old_password_back(site: Store) -> None:
     """The name may come back for someone else: the old password must not sign them in."""
     site.set_web_password("guest1", HASH_1, now=NOW)
@@ -155,7 +148,6 @@ def test_the_session_of_a_removed_user_is_not_returned(site: Store) -> None:
     assert site.web_session(digest("owner-cookie"), now=NOW + 2) is not None
 
 
-@pytest.mark.xfail(strict=True, reason=REVIVED)
 def test_a_removed_user_brought_back_does_not_get_its_old_session_back(site: Store) -> None:
     _open(site, "guest-cookie", "guest1")
     site.remove_user("guest1", now=NOW + 1)
@@ -318,7 +310,7 @@ def test_concurrent_redeems_from_two_stores_let_exactly_one_win(
                 wins.append((round_, who))
             except StoreError as exc:
                 losses.append((round_, str(exc)))
-            except BaseException as exc:  # noqa: BLE001 -- reported by the main thread
+            except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
     try:

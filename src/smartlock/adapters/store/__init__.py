@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from sqlalchemy import ColumnElement, Engine, select, update
+from sqlalchemy import ColumnElement, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -43,6 +43,8 @@ from smartlock.adapters.store.tables import (
     LockRow,
     PassRow,
     UserRow,
+    WebLoginRow,
+    WebSessionRow,
 )
 from smartlock.core.errors import ConfigError, StoreError, StoreUnavailable
 from smartlock.core.issuance import MAX_KEY_TTL_S
@@ -170,6 +172,9 @@ class Store(DashboardStore):
             if row.removed_at is not None:
                 raise StoreError(f"user {name} was already removed")
             row.removed_at = now
+            # a name added back later is a new person: no old password, no old session
+            session.execute(delete(WebSessionRow).where(WebSessionRow.user_name == name))
+            session.execute(delete(WebLoginRow).where(WebLoginRow.user_name == name))
             if row.role != Role.GUEST.value:  # a guest's keys all carry a pass, revoked below
                 row.revoked_before = now
             passes = session.scalars(
