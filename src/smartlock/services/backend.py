@@ -1000,7 +1000,7 @@ class Backend:
 
     def _on_availability(self, lock_id: str, payload: bytes) -> None:
         if payload == topics.OFFLINE:
-            self._mark_offline(lock_id, "the lock's connection dropped (last will)")
+            self._mark_offline(lock_id, "the lock stopped, or its connection dropped (last will)")
 
     def _check_heartbeats(self, now: float, locks: list[LockRecord]) -> None:
         limit = 2 * self.site.heartbeat_s + 1

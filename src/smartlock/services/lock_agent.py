@@ -14,6 +14,7 @@ and keeps its events on disk; it uploads them in order when it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -59,6 +60,7 @@ logger = logging.getLogger("smartlock.lock")
 T = TypeVar("T")
 
 DEFAULT_RELOCK_AFTER_S = 5.0
+STOP_NOTICE_S = 2.0  # a stopping lock waits this long at most to say it goes offline
 SYNC_TIMEOUT_S = 3.0
 STATE_VERSION = 1
 MAX_STORED_EVENTS = 10_000  # beyond this the oldest refused-token reports are dropped (counted)
@@ -214,33 +216,45 @@ class LockAgent:
             async with MqttConnection(
                 self.site, credentials, persistent=True, will=will, port=self._broker_port
             ) as mqtt:
-                self._syncing = True
-                self._synced.clear()
-                self._held.clear()
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
-                    # The revocation list first: nothing else is handled until it is applied.
-                    for leaf in ("revocations", "command_key", "session", "commands"):
-                        await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
-                    try:
-                        await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
-                    except TimeoutError:
-                        logger.warning(
-                            "No revocation list from the backend within %.0f s; going on",
-                            SYNC_TIMEOUT_S,
+                try:
+                    await self._serve_mqtt(mqtt, availability)
+                except asyncio.CancelledError:
+                    # A clean stop says so at once (the last will is only for a lost connection):
+                    # the backend and Home Assistant need not wait for missed heartbeats.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(
+                            mqtt.publish(availability, topics.OFFLINE, retain=True), STOP_NOTICE_S
                         )
-                    self._end_sync()
-                    self._booted = True
-                    logger.info("Subscribed to %s for session keys", self.session_topic)
-                    await mqtt.publish(availability, topics.ONLINE, retain=True)
-                    tasks.create_task(self._acks.drain(mqtt.publish), name="lock-acks")
-                    tasks.create_task(self._send_events(mqtt), name="lock-events")
-                    tasks.create_task(self._heartbeats(), name="lock-heartbeat")
+                    raise
         finally:
             # Not connected (or the first attempt failed): the door works offline on what the
             # lock knows.
             self._syncing = False
             self._booted = True
+
+    async def _serve_mqtt(self, mqtt: MqttConnection, availability: str) -> None:
+        self._syncing = True
+        self._synced.clear()
+        self._held.clear()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
+            # The revocation list first: nothing else is handled until it is applied.
+            for leaf in ("revocations", "command_key", "session", "commands"):
+                await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
+            try:
+                await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning(
+                    "No revocation list from the backend within %.0f s; going on",
+                    SYNC_TIMEOUT_S,
+                )
+            self._end_sync()
+            self._booted = True
+            logger.info("Subscribed to %s for session keys", self.session_topic)
+            await mqtt.publish(availability, topics.ONLINE, retain=True)
+            tasks.create_task(self._acks.drain(mqtt.publish), name="lock-acks")
+            tasks.create_task(self._send_events(mqtt), name="lock-events")
+            tasks.create_task(self._heartbeats(), name="lock-heartbeat")
 
     async def _dispatch(self, mqtt: MqttConnection) -> None:
         async for message in mqtt.messages():
