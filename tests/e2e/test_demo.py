@@ -17,6 +17,7 @@ async def test_demo_once_unlocks_and_ends_with_a_json_summary() -> None:
     assert summary["guest_id"] == "guest_01"
     assert set(summary["timings_ms"]) == {"key_request", "ble_unlock", "total", "remote_unlock"}
     assert summary["remote_unlock"] == "done"
+    assert summary["dashboard"].startswith("http://127.0.0.1:")
     assert all(value > 0 for value in summary["timings_ms"].values())
     wire = summary["wire_bytes"]
     assert set(wire) == {
@@ -38,5 +39,7 @@ async def test_demo_once_unlocks_and_ends_with_a_json_summary() -> None:
         "Advertising with token",
         "UNLOCKED lock_01 for guest_01",
         "UNLOCKED lock_01 for remote command",
+        f"Dashboard: {summary['dashboard']}",
+        "sign in as owner with",
     ):
         assert step in output, step

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from smartlock.adapters.processes import Child, ChildFailed
-from smartlock.admin import create_site
+from smartlock.admin import create_site, set_web_password
 from smartlock.broker import free_port
 from smartlock.core.errors import SmartlockError
 from smartlock.site import Site
@@ -29,6 +31,16 @@ COLORS = {
     "guest": "yellow",
 }
 REPEAT_EVERY_S = 10.0
+DASHBOARD_PORT = 8080  # when free; any free port otherwise
+
+
+def _dashboard_port() -> int:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", DASHBOARD_PORT))
+        except OSError:
+            return 0
+    return DASHBOARD_PORT
 
 
 class Demo:
@@ -102,13 +114,24 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
         f"RSA keys for backend, {LOCK_ID}, {OWNER_ID} and {GUEST_ID}, hashed broker passwords, "
         f"ACL, and a store where {GUEST_ID} holds a 30-day pass for {LOCK_ID}"
     )
+    password = secrets.token_urlsafe(12)
+    set_web_password(site, OWNER_ID, password)
     demo = Demo(site, console, verbose)
     summary: dict[str, object] = {"unlocked": False, "lock_id": LOCK_ID, "guest_id": GUEST_ID}
     try:
         await demo.start("broker", "broker", ready=[r"Broker listening"])
         await demo.start("radio", "radio-hub", ready=[r"Radio hub ready"])
         backend = await demo.start(
-            "backend", "backend", ready=[r"Backend listening for session requests"]
+            "backend",
+            "backend",
+            "--http",
+            f"127.0.0.1:{_dashboard_port()}",
+            ready=[r"Backend listening for session requests"],
+        )
+        dashboard = (await backend.wait_for(r"Dashboard on (\S+)")).group(1)
+        console.print(
+            f"[bold]Dashboard:[/] {dashboard}  sign in as [bold]{OWNER_ID}[/] with "
+            f"[bold]{escape(password)}[/] (this demo's password, made for it)"
         )
         lock = await demo.start(
             "lock",
@@ -152,10 +175,12 @@ async def run_demo(*, once: bool, keep: bool, verbose: bool) -> int:
                     "remote_command": int(command.group(1)),
                 },
             }
+            summary["dashboard"] = dashboard
             if once:
                 break
             console.print(
-                f"[bold green]Door opened.[/] Again in {REPEAT_EVERY_S:.0f} s; Ctrl-C to stop."
+                f"[bold green]Door opened.[/] Again in {REPEAT_EVERY_S:.0f} s; Ctrl-C to stop. "
+                f"Watch it at {dashboard}"
             )
             await asyncio.sleep(REPEAT_EVERY_S)
     except (ChildFailed, SmartlockError) as exc:
