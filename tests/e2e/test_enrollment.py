@@ -6,10 +6,12 @@ that holds nothing of the site but what enrollment gave it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import stat
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -161,3 +163,24 @@ async def test_a_site_that_shows_another_ca_is_not_trusted(system: System, tmp_p
     assert "does not match the invitation" in child.output()
     assert not (tmp_path / "mitm").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+async def test_metrics_count_what_the_backend_did(system: System) -> None:
+    """``/metrics`` of the running backend, after the door opened above: Prometheus text."""
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{system.dashboard_url}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    text = await asyncio.to_thread(scrape)
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['smartlock_access_attempts_total{channel="ble",result="granted"}'] >= 2
+    assert values["smartlock_key_issuance_seconds_count"] >= 1
+    assert values["smartlock_locks_online"] == 2
+    assert values["smartlock_locks"] == 2
+    assert "# TYPE smartlock_rejected_messages counter" in text
+    assert "guest_01" not in text  # counts only: no user names

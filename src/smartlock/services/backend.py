@@ -84,6 +84,7 @@ ATTEMPT_ACTIONS = frozenset({"unlock", "lock", "key_request", "login"})
 ALERT_FEED_CAPACITY = 100
 ISSUING_CAPACITY = 10_000
 RECENT_ALERTS = 50
+ALERT_KIND_OF_ACTION = {"offline": "lock_offline", "lockout": "intrusion"}  # audit -> alert kind
 
 
 # how a command's end reaches its requester: (result, reason, bolt) -> signed MQTT reply, or
@@ -384,7 +385,7 @@ class Backend:
         return [
             AlertNotice(
                 entry.record.at_ms / 1000,
-                entry.record.action,
+                ALERT_KIND_OF_ACTION.get(entry.record.action, entry.record.action),
                 entry.record.lock_id,
                 entry.record.who or entry.record.lock_id,
                 entry.record.reason,

@@ -117,7 +117,10 @@ class Sessions:
 
 
 def csrf_matches(expected: str, presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+    """Constant-time; an empty token (a missing cookie) never matches, not even an empty one."""
+    if not expected or presented is None:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
 
 
 def _valid_name(name: str) -> bool:
