@@ -96,11 +96,14 @@ def pass_invite(
     """Invite the pass's guest: a one-time code (text and QR) for 'smartlock guest enroll'."""
     import segno
 
+    from smartlock.adapters.web.app import check_dashboard_url
     from smartlock.admin import invite_in, open_store
 
     loaded = load_site(site)
-    if not url.startswith(("http://", "https://")):
-        raise fail("--url must start with http:// or https://")
+    try:
+        check_dashboard_url(url, "--url")
+    except SmartlockError as exc:
+        raise fail(str(exc)) from None
     with _user_errors(), open_store(loaded, db) as store:
         code, invitation = invite_in(store, loaded, pass_id, url=url, by="cli", ttl_s=hours * 3600)
     text = str(code)

@@ -67,7 +67,7 @@ def test_the_hand_encoded_fields_parse_to_the_same_invitation() -> None:
     ids=["plain", "accents", "symbols", "empty"],
 )
 def test_any_site_name_round_trips(site: str) -> None:
-    invitation = InvitationCode(site, "guest_01", "http://10.0.0.2:8080", CODE, CA)
+    invitation = InvitationCode(site, "guest_01", "https://10.0.0.2:8080", CODE, CA)
     assert InvitationCode.parse(str(invitation)) == invitation
 
 
@@ -192,12 +192,23 @@ def test_a_bad_guest_name_is_refused_naming_it(guest: str) -> None:
         "",
         "HTTPS://home.example",
         "//x",
+        "http://10.0.0.2:8080",
+        "http://home.example",
     ],
-    ids=["ftp", "javascript", "no-scheme", "empty", "upper-case-scheme", "scheme-relative"],
+    ids=[
+        "ftp",
+        "javascript",
+        "no-scheme",
+        "empty",
+        "upper-case-scheme",
+        "scheme-relative",
+        "plain-http-to-the-lan",
+        "plain-http-to-a-name",
+    ],
 )
 def test_an_address_that_is_not_http_is_refused(url: str) -> None:
     assert _refused(_text(lambda d: d.update(url=url))) == (
-        "the invitation's address is not an http(s) URL"
+        "the invitation's address must be https://, or http:// on this machine"
     )
 
 
@@ -236,3 +247,11 @@ def test_an_invitation_longer_than_the_limit_is_refused_before_it_is_decoded() -
     too_long = str(_with_site_of(length + 1))
     assert len(too_long) == MAX_TEXT + 1 or len(too_long) == MAX_TEXT + 2
     assert _refused(too_long) == "the invitation is too long (at most 2048 characters)"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]
+)
+def test_plain_http_is_accepted_on_this_machine_only(url: str) -> None:
+    invitation = InvitationCode("home", "guest_01", url, CODE, CA)
+    assert InvitationCode.parse(str(invitation)) == invitation

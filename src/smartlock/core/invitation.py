@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from smartlock.core.wire import check_identifier
 
@@ -81,8 +83,30 @@ class InvitationCode:
             check_identifier(invitation.guest, "guest name")
         except ValueError as exc:
             raise InvitationError(str(exc)) from None
-        if not invitation.url.startswith(("http://", "https://")):
-            raise InvitationError("the invitation's address is not an http(s) URL")
+        if not _safe_url(invitation.url):
+            raise InvitationError(
+                "the invitation's address must be https://, or http:// on this machine"
+            )
         if not _CODE.fullmatch(invitation.code) or not _HEX64.fullmatch(invitation.ca_sha256):
             raise InvitationError("the invitation is damaged (bad code or CA fingerprint)")
         return invitation
+
+
+def _safe_url(url: str) -> bool:
+    """https://, or plain http:// only to a loopback host: the code and the broker password
+    travel to this address."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if url.startswith("https://") and host:
+        return True
+    if not url.startswith("http://") or not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -927,7 +927,10 @@ class Backend:
             reason=result.reason,
         )
         pending.reply("done" if done else "failed", result.reason, result.bolt or "unknown")
-        self.on_bolt_settled(lock_id, result.bolt or None)
+        # a bolt that did not move is jammed until the lock reports it again
+        self.on_bolt_settled(
+            lock_id, "jammed" if result.reason == "bolt_failed" else (result.bolt or None)
+        )
         health = self.store.lock_health(lock_id)
         if health is not None and result.bolt:
             self.store.set_lock_health(
@@ -1134,7 +1137,13 @@ async def serve_backend(
     site: Site, *, db: str | None = None, http: str | None = None, public_url: str | None = None
 ) -> None:
     """The backend, and with ``http`` (``HOST:PORT``) its dashboard on the same event loop."""
-    from smartlock.adapters.web.app import DashboardServer, create_app, is_loopback, parse_listen
+    from smartlock.adapters.web.app import (
+        DashboardServer,
+        check_dashboard_url,
+        create_app,
+        is_loopback,
+        parse_listen,
+    )
 
     with admin.open_store(site, db) as store:
         backend = Backend(site, store=store)
@@ -1143,10 +1152,8 @@ async def serve_backend(
             return
         host, port = parse_listen(http)
         tls = not is_loopback(host)
-        if public_url is not None and not public_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"--public-url must start with http:// or https://, not {public_url!r}"
-            )
+        if public_url is not None:
+            check_dashboard_url(public_url, "--public-url")
         app = create_app(backend, public_url=public_url or "")
         server = DashboardServer(
             app,

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -109,6 +110,20 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise ConfigError(f"--http port must be 0..65535 (0: any free one), not {number}")
     return host, number
+
+
+def check_dashboard_url(url: str, what: str) -> str:
+    """An https:// URL, or http:// to a loopback host only: invitation codes and broker
+    passwords travel to it."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return url
+    raise ConfigError(
+        f"{what} must be https://..., or http:// on this machine (127.0.0.1, localhost); "
+        f"not {url!r}"
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -86,17 +86,7 @@ def index(viewer: PageViewer) -> RedirectResponse:
 
 @router.get("/login")
 def login_page(request: Request) -> HTMLResponse:
-    token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", None, title="Sign in", login_csrf=token)
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        max_age=LOGIN_CSRF_MAX_AGE_S,
-        secure=True,
-        httponly=True,
-        samesite="strict",
-    )
-    return response
+    return _login_form(request)
 
 
 @router.post("/login")
@@ -117,14 +107,15 @@ def login(
             if refused.reason == "rate_limited"
             else "Wrong name or password."
         )
-        return _login_again(request, text, 429 if refused.reason == "rate_limited" else 401)
+        return _login_form(request, text, 429 if refused.reason == "rate_limited" else 401)
     response = RedirectResponse(_home(viewer), status_code=303)
     set_session_cookie(response, token, SESSION_TTL_S)
     response.delete_cookie(LOGIN_CSRF_COOKIE, secure=True, httponly=True, samesite="strict")
     return response
 
 
-def _login_again(request: Request, text: str, status: int) -> HTMLResponse:
+def _login_form(request: Request, message: str = "", status: int = 200) -> HTMLResponse:
+    """The sign-in form with a fresh double-submit token (hidden field and cookie)."""
     token = secrets.token_urlsafe(32)
     response = render(
         request,
@@ -133,8 +124,7 @@ def _login_again(request: Request, text: str, status: int) -> HTMLResponse:
         status=status,
         title="Sign in",
         login_csrf=token,
-        message=text,
-        message_kind="error",
+        **_message(message, "error"),
     )
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
