@@ -13,7 +13,6 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from smartlock import crypto
@@ -33,7 +32,33 @@ from smartlock.adapters.web.session_cookie import clear_session_cookie, set_sess
 from smartlock.core.errors import ConfigError, StoreError
 from smartlock.core.messages import Action
 
-router = APIRouter(prefix="/api", tags=["api"])
+
+class Refusal(BaseModel):
+    """Why a call was refused, in words for the person who made it."""
+
+    detail: str
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Refusal, "description": "Bad input: the detail says what to change"},
+    401: {"model": Refusal, "description": "Not signed in"},
+    403: {"model": Refusal, "description": "Wrong role, or a missing or wrong CSRF token"},
+    404: {"model": Refusal, "description": "No such lock"},
+    429: {"model": Refusal, "description": "Too many attempts"},
+}
+
+router = APIRouter(prefix="/api", tags=["api"], responses=REFUSALS)
+
+
+def _download(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of a 200 that is a file, not JSON (refusals stay JSON)."""
+    return {
+        200: {
+            "description": description,
+            "content": {media_type: {"schema": {"type": "string"}}},
+        }
+    }
+
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 Name = Annotated[str, Field(min_length=1, max_length=32, pattern=NAME_PATTERN)]
@@ -144,7 +169,7 @@ class EnrollOut(BaseModel):
 
 
 def _refused(exc: Exception) -> HTTPException:
-    return HTTPException(422, str(exc))
+    return HTTPException(400, str(exc))
 
 
 @router.post("/session", response_model=SessionOut)
@@ -255,7 +280,11 @@ def audit(
         raise _refused(exc) from None
 
 
-@router.get("/audit.csv", response_class=PlainTextResponse)
+@router.get(
+    "/audit.csv",
+    response_class=Response,
+    responses=_download("text/csv", "The matching entries, newest first, as CSV"),
+)
 def audit_csv(
     viewer: ApiOwner,
     backend: Backend,
@@ -288,7 +317,11 @@ def alerts(viewer: ApiController, backend: Backend) -> Any:
     return [asdict(alert) for alert in backend.recent_alerts()]
 
 
-@router.get("/ca", response_class=PlainTextResponse)
+@router.get(
+    "/ca",
+    response_class=Response,
+    responses=_download("application/x-pem-file", "The site CA certificate (PEM)"),
+)
 def site_ca(backend: Backend) -> Response:
     """The site CA (public).  An enrolling device accepts it only if its SHA-256 is the one in
     its invitation."""
@@ -306,7 +339,7 @@ async def enroll(body: EnrollIn, request: Request, backend: Backend) -> Any:
     try:
         crypto.load_public_key(body.public_key_pem.encode())
     except crypto.CryptoError as exc:
-        raise HTTPException(422, f"the device's public key is unusable: {exc}") from None
+        raise HTTPException(400, f"the device's public key is unusable: {exc}") from None
     try:
         invitation = backend.store.redeem_invitation(
             crypto.token_digest(body.code), now=int(backend.now())
@@ -319,7 +352,7 @@ async def enroll(body: EnrollIn, request: Request, backend: Backend) -> Any:
             backend.enroll_guest, invitation, body.public_key_pem.encode()
         )
     except ConfigError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     backend.audit_web(
         who=invitation.guest, action="enroll", result="granted", reason=f"pass {invitation.pass_id}"
     )

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -51,7 +52,7 @@ def create_app(backend: BackendPort, *, public_url: str) -> FastAPI:
         version="1",
         description=api.__doc__,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads from a CDN, which the CSP (and many sites) forbid
         redoc_url=None,
     )
     app.state.backend = backend
@@ -70,6 +71,20 @@ def create_app(backend: BackendPort, *, public_url: str) -> FastAPI:
     @app.exception_handler(SignInNeeded)
     def sign_in_first(request: Request, exc: SignInNeeded) -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without echoing the input (a password, or text that cannot even be
+        encoded back)."""
+        errors = [
+            {
+                "type": str(e.get("type", "")),
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
@@ -40,6 +42,7 @@ from smartlock.core.roles import Role
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["iso"] = views.iso
+PassId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]  # pass ids are 32-bit in the store
 LIVE_POLL_S = 1.0  # the locks page's state is read from the store this often
 LOGIN_CSRF_MAX_AGE_S = 3600
 
@@ -214,7 +217,7 @@ def grant_pass(
 
 
 @router.post("/passes/{pass_id}/revoke")
-def revoke_pass(pass_id: int, viewer: FormPost, backend: Backend) -> RedirectResponse:
+def revoke_pass(pass_id: PassId, viewer: FormPost, backend: Backend) -> RedirectResponse:
     require_owner(viewer)
     try:
         view = views.revoke(backend, viewer, pass_id)
@@ -225,7 +228,7 @@ def revoke_pass(pass_id: int, viewer: FormPost, backend: Backend) -> RedirectRes
 
 @router.post("/passes/{pass_id}/invite", response_model=None)
 def invite(
-    request: Request, pass_id: int, viewer: FormPost, backend: Backend
+    request: Request, pass_id: PassId, viewer: FormPost, backend: Backend
 ) -> HTMLResponse | RedirectResponse:
     require_owner(viewer)
     try:
@@ -308,7 +311,7 @@ def audit_export(
     try:
         rows = views.audit(backend, query, limit=views.AUDIT_EXPORT_LIMIT)
     except views.ActionRefused as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     return Response(
         views.audit_csv(rows),
         media_type="text/csv; charset=utf-8",
@@ -379,6 +382,8 @@ async def events(request: Request, viewer: PageController, backend: Backend) -> 
         finally:
             if next_alert is not None:
                 next_alert.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_alert  # the feed must be idle before it can be closed
             await feed.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(
