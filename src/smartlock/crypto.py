@@ -255,7 +255,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the one canonical spelling of some bytes (ValueError otherwise), so a
+    stored hash whose text changed never reads as the same bytes."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 # --- site PKI (TLS for the broker) -----------------------------------------------------------

@@ -14,6 +14,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from smartlock.core.errors import Reason
+
 ISSUANCE_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -68,6 +70,8 @@ class _RejectionCollector(Collector):
             "Messages and requests refused, by reason (bad_signature, replay, malformed, ...)",
             labels=["reason"],
         )
-        for reason, count in sorted(self._counts().items()):
-            family.add_metric([reason], count)
+        counts = dict(self._counts())
+        # every known reason from the start, at 0: a rate over a series needs the series
+        for reason in sorted({r.value for r in Reason} | set(counts)):
+            family.add_metric([reason], counts.get(reason, 0))
         yield family
