@@ -449,6 +449,9 @@ from smartlock import cli_admin, cli_dashboard  # noqa: E402 -- register their c
 
 cli_admin.register(app, lock_app)
 cli_dashboard.register(app, cli_admin.user_app, cli_admin.pass_app, guest_app)
+from smartlock import cli_release  # noqa: E402 -- release signing commands
+
+cli_release.register(app)
 
 
 def main() -> None:
