@@ -9,12 +9,12 @@ ARGS   ?=
 # test files run in parallel, each file on one worker (its systems and fixtures stay together)
 TEST_WORKERS ?= 2
 
-.PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime chromium clean
+.PHONY: demo test fuzz check format lint types bootstrap mosquitto faketime chromium systemd clean
 
 demo: bootstrap mosquitto
 	$(BIN)/smartlock demo $(ARGS)
 
-test: bootstrap mosquitto faketime chromium check
+test: bootstrap mosquitto faketime chromium systemd check
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 check: bootstrap
@@ -71,6 +71,19 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "The browser tests need Chromium: sudo apt-get install chromium"; \
+		echo "(they are skipped without it)."; \
+	fi
+
+# Debian's systemd for systemd-analyze: the tests verify the generated units with it (nothing
+# runs under systemd here).
+systemd:
+	@if command -v systemd-analyze >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's systemd with apt-get (for the unit tests)..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	else \
+		echo "The systemd unit tests need systemd-analyze: sudo apt-get install systemd"; \
 		echo "(they are skipped without it)."; \
 	fi
 

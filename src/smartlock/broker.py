@@ -241,6 +241,12 @@ def reload_broker(site: Site) -> bool:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
         return False
+    except PermissionError:  # e.g. the backend's service user may not signal the broker's
+        raise ConfigError(
+            f"the new broker accounts are written, but this user may not tell the broker "
+            f"(pid {pid}) to read them: reload it as root (systemctl reload-or-restart "
+            f"smartlock-broker, or kill -HUP {pid})"
+        ) from None
     return True
 
 

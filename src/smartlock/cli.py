@@ -103,6 +103,14 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing site in SITE_DIR.")
     ] = False,
+    systemd: Annotated[
+        bool,
+        typer.Option(
+            "--systemd",
+            help="Also write systemd units for the site's services into SITE_DIR/systemd "
+            "(see 'smartlock systemd-units').",
+        ),
+    ] = False,
 ) -> None:
     """Provision a site: CA and broker certificate, key pairs, broker accounts and the store.
 
@@ -128,6 +136,13 @@ def init(
         raise fail(
             "--max-failures, --failure-window, --lockout and --command-window must be at least 1"
         )
+    if systemd:  # before anything is written: the units need the smartlock executable
+        from smartlock.services_units import smartlock_executable
+
+        try:
+            smartlock_executable()
+        except SmartlockError as exc:
+            raise fail(str(exc)) from None
     created_here = not site_dir.exists()
     try:
         site = create_site(
@@ -170,6 +185,11 @@ def init(
         f"lockout for {lockout} s"
     )
     typer.echo(f"Next: smartlock broker --site {site.root}")
+    if systemd:
+        from smartlock.cli_units import write_site_units
+
+        units = write_site_units(site, user="smartlock")
+        typer.echo(f"systemd units in {units[0].parent} (install: see the top of each)")
 
 
 @app.command()
@@ -452,6 +472,12 @@ cli_dashboard.register(app, cli_admin.user_app, cli_admin.pass_app, guest_app)
 from smartlock import cli_release  # noqa: E402 -- release signing commands
 
 cli_release.register(app)
+from smartlock import cli_doctor  # noqa: E402 -- register its command on ``app``
+
+cli_doctor.register(app)
+from smartlock import cli_units  # noqa: E402 -- register its command on ``app``
+
+cli_units.register(app)
 
 
 def main() -> None:

@@ -406,6 +406,7 @@ def enroll_identity(site: Site, identity: str, public_key_pem: bytes) -> str:
         raise ConfigError(f"the device's public key is unusable: {exc}") from None
     identity_dir = site.identity_dir(identity)
     identity_dir.mkdir(parents=True, exist_ok=True)
+    identity_dir.chmod(0o700)
     password = secrets.token_urlsafe(32)
     write_public(site.public_key_path(identity), crypto.public_key_to_pem(public))
     write_private(identity_dir / "password", password.encode() + b"\n")
