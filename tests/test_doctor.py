@@ -25,7 +25,7 @@ from smartlock.crypto import CertifiedKey, make_certificate_authority, make_serv
 from smartlock.doctor import Check
 from smartlock.site import Site, write_private
 
-NOW = time.time()
+NOW = float(int(time.time()))  # whole seconds, as heartbeats carry them
 DAY = 86400
 runner = CliRunner()
 
