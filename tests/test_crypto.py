@@ -538,3 +538,114 @@ def test_token_digest_is_the_hex_sha256_of_the_token() -> None:
     assert len(crypto.token_digest("")) == 64
     assert crypto.token_digest("abc") != crypto.token_digest("abd")
     assert "abc" not in crypto.token_digest("abc")
+
+
+# --- the dashboard's second factor (TOTP) -----------------------------------------------------
+
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+TOTP_AT = 1_800_000_015.0  # 15 s into step 60_000_000
+TOTP_STEP = 60_000_000
+
+
+def _totp(step: int) -> str:
+    import pyotp
+
+    return pyotp.TOTP(TOTP_SECRET).at(step * 30)
+
+
+def test_a_new_totp_secret_is_160_random_bits_of_base32() -> None:
+    first, second = crypto.new_totp_secret(), crypto.new_totp_secret()
+
+    assert first != second
+    assert len(first) == 32
+    assert len(base64.b32decode(first)) == 20
+
+
+def test_the_provisioning_uri_names_the_account_and_issuer() -> None:
+    import pyotp
+
+    uri = crypto.totp_provisioning_uri(TOTP_SECRET, account="olivia", issuer="smartlock home")
+
+    assert uri.startswith("otpauth://totp/smartlock%20home:olivia?")
+    parsed = pyotp.parse_uri(uri)
+    assert isinstance(parsed, pyotp.TOTP)
+    assert (parsed.secret, parsed.issuer, parsed.name) == (TOTP_SECRET, "smartlock home", "olivia")
+    assert (parsed.digits, parsed.interval) == (6, 30)
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_a_code_within_one_step_names_its_step(offset: int) -> None:
+    step = TOTP_STEP + offset
+
+    assert crypto.totp_matching_step(TOTP_SECRET, _totp(step), at=TOTP_AT) == step
+
+
+@pytest.mark.parametrize("offset", [-3, -2, 2, 3])
+def test_a_code_further_away_does_not_match(offset: int) -> None:
+    assert crypto.totp_matching_step(TOTP_SECRET, _totp(TOTP_STEP + offset), at=TOTP_AT) is None
+
+
+@pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "١٢٣٤٥٦", "\x00" * 6])
+def test_a_code_that_is_not_six_digits_never_matches_and_never_raises(code: str) -> None:
+    assert crypto.totp_matching_step(TOTP_SECRET, code, at=TOTP_AT) is None
+
+
+def test_a_code_of_another_secret_does_not_match() -> None:
+    import pyotp
+
+    other = pyotp.TOTP("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").at(TOTP_AT)
+    assert other not in {_totp(TOTP_STEP + offset) for offset in (-1, 0, 1)}
+
+    assert crypto.totp_matching_step(TOTP_SECRET, other, at=TOTP_AT) is None
+
+
+def test_a_clock_before_1970_matches_nothing() -> None:
+    assert crypto.totp_matching_step(TOTP_SECRET, _totp(0), at=-100.0) is None
+
+
+def test_a_sealed_totp_secret_opens_for_its_user_under_its_key() -> None:
+    nonce, sealed = crypto.seal_totp_secret(SECRET, "olivia", TOTP_SECRET)
+
+    assert len(nonce) == crypto.NONCE_BYTES
+    assert TOTP_SECRET.encode() not in sealed
+    assert crypto.open_totp_secret(SECRET, "olivia", nonce, sealed) == TOTP_SECRET
+
+
+def test_each_seal_of_a_totp_secret_has_its_own_nonce() -> None:
+    first = crypto.seal_totp_secret(SECRET, "olivia", TOTP_SECRET)
+    second = crypto.seal_totp_secret(SECRET, "olivia", TOTP_SECRET)
+
+    assert first[0] != second[0]
+    assert first[1] != second[1]
+
+
+def test_the_totp_key_is_derived_from_the_audit_key_under_the_totp_label() -> None:
+    nonce, sealed = crypto.seal_totp_secret(SECRET, "olivia", TOTP_SECRET)
+    key = crypto.derive_key(SECRET, b"totp", b"")
+
+    opened = crypto.open_sealed(key, nonce, sealed, b"smartlock totp secret\x00olivia")
+
+    assert opened == TOTP_SECRET.encode()
+
+
+@pytest.mark.parametrize(
+    ("audit_key", "user", "change"),
+    [
+        (bytes(32), "olivia", None),
+        (SECRET, "oliver", None),
+        (SECRET, "olivia", "nonce"),
+        (SECRET, "olivia", "sealed"),
+    ],
+    ids=["other-audit-key", "other-user", "altered-nonce", "altered-ciphertext"],
+)
+def test_a_sealed_totp_secret_does_not_open_otherwise(
+    audit_key: bytes, user: str, change: str | None
+) -> None:
+    nonce, sealed = crypto.seal_totp_secret(SECRET, "olivia", TOTP_SECRET)
+    if change == "nonce":
+        nonce = bytes([nonce[0] ^ 1]) + nonce[1:]
+    if change == "sealed":
+        sealed = sealed[:-1] + bytes([sealed[-1] ^ 1])
+
+    with pytest.raises(crypto.CryptoError):
+        crypto.open_totp_secret(audit_key, user, nonce, sealed)

@@ -406,3 +406,45 @@ def enroll_guest(site: Site, invitation: Invitation, public_key_pem: bytes) -> t
     password = enroll_identity(site, invitation.guest, public_key_pem)
     broker.reload_broker(site)
     return site, password
+
+
+@dataclasses.dataclass(frozen=True)
+class TotpEnrollment:
+    """What an owner's authenticator app and safe place receive, shown once: the secret (also
+    inside the URI) and the recovery codes, each usable once."""
+
+    secret: str = dataclasses.field(repr=False)
+    uri: str = dataclasses.field(repr=False)
+    recovery_codes: tuple[str, ...] = dataclasses.field(repr=False)
+
+
+def set_web_totp(site: Site, name: str, *, db: str | None = None) -> TotpEnrollment:
+    """Turn on (or renew) an owner's TOTP second factor for the dashboard: a new secret, stored
+    sealed, and new recovery codes, stored as their SHA-256; signs out the owner's sessions."""
+    from smartlock.core import second_factor
+
+    with open_store(site, db) as store:
+        user = store.get_user(name)
+        if user is None or not user.active:
+            raise ConfigError(f"unknown user {name}")
+        if user.role is not Role.OWNER:
+            raise ConfigError(
+                f"{name} is a {user.role.value}: only owners can have a second factor"
+            )
+        secret = crypto.new_totp_secret()
+        codes = second_factor.make_recovery_codes(crypto.random_bytes)
+        store.set_web_totp(name, secret, [crypto.token_digest(code) for code in codes], now=_now())
+        _audit_admin(store, name, "", "web_totp", "second factor set; sessions signed out")
+    return TotpEnrollment(
+        secret=secret,
+        uri=crypto.totp_provisioning_uri(secret, account=name, issuer=f"smartlock {site.name}"),
+        recovery_codes=tuple(second_factor.format_recovery_code(code) for code in codes),
+    )
+
+
+def remove_web_totp(site: Site, name: str, *, db: str | None = None) -> None:
+    """Turn a user's second factor off: the password alone signs in again."""
+    with open_store(site, db) as store:
+        if not store.remove_web_totp(name):
+            raise ConfigError(f"{name} has no second factor")
+        _audit_admin(store, name, "", "web_totp", "second factor removed")

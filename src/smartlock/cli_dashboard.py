@@ -1,6 +1,7 @@
-"""Commands around the dashboard: passwords, invitations (QR codes), enrollment, Home Assistant.
+"""Commands around the dashboard: passwords, second factors, invitations (QR codes), enrollment,
+Home Assistant.
 
-``user password`` and ``pass invite`` run on the owner's machine beside the site;
+``user password``, ``user totp`` and ``pass invite`` run on the owner's machine beside the site;
 ``guest enroll`` runs on the guest's device, which needs nothing but the invitation.
 """
 
@@ -29,6 +30,7 @@ def register(
     app: typer.Typer, user_app: typer.Typer, pass_app: typer.Typer, guest_app: typer.Typer
 ) -> None:
     user_app.command("password")(user_password)
+    user_app.command("totp")(user_totp)
     pass_app.command("invite")(pass_invite)
     guest_app.command("enroll")(guest_enroll)
     app.add_typer(ha_app, name="homeassistant")
@@ -72,6 +74,43 @@ def user_password(
     typer.echo(f"Dashboard password set for {name}; their other sessions are signed out.")
     if generate:
         typer.echo(f"Password (shown once): {password}")
+
+
+def user_totp(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The owner who signs in.")],
+    disable: Annotated[
+        bool, typer.Option("--disable", help="Turn the second factor off (password only).")
+    ] = False,
+    site: SiteOption = DEFAULT_SITE,
+    db: DbOption = None,
+) -> None:
+    """Turn on an owner's second factor for the dashboard: an authenticator app's code (TOTP).
+
+    Prints the app's QR code and URI and 10 recovery codes, shown once; a new one replaces the
+    old and signs out the owner's sessions."""
+    from smartlock.admin import remove_web_totp, set_web_totp
+
+    loaded = load_site(site)
+    if disable:
+        with _user_errors():
+            remove_web_totp(loaded, name, db=db)
+        typer.echo(f"Second factor off for {name}: the password alone signs in.")
+        return
+    with _user_errors():
+        enrollment = set_web_totp(loaded, name, db=db)
+    typer.echo(f"Second factor on for {name}; their sessions are signed out.")
+    terminal = sys.stdout.isatty()
+    how = "scan the QR code, or open or paste the URI" if terminal else "open or paste the URI"
+    typer.echo(f"Add it to an authenticator app ({how}):")
+    typer.echo(f"  {enrollment.uri}")
+    if terminal:
+        import segno
+
+        segno.make(enrollment.uri, error="m").terminal(compact=True)
+    typer.echo("Recovery codes, each works once instead of the app's code (shown once: keep them")
+    typer.echo("somewhere safe, away from this computer):")
+    for code in enrollment.recovery_codes:
+        typer.echo(f"  {code}")
 
 
 def pass_invite(

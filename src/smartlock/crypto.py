@@ -12,7 +12,10 @@ algorithm parameter.  The choices, as the README's security model states them:
 * remote commands: AES-256-GCM (96-bit random nonce, 128-bit tag) under a per-lock command key
   derived by HKDF-SHA-256 from the backend's command master key, the lock id and an epoch;
 * dashboard passwords: scrypt (n=2^15, r=8, p=1, 16-byte salt), the hash stored self-describing;
-  bearer secrets (session cookies, invitation codes) stored only as their SHA-256;
+  bearer secrets (session cookies, invitation codes, recovery codes) stored only as their SHA-256;
+* the dashboard's second factor: TOTP (RFC 6238: HMAC-SHA-1, 6 digits, 30 s steps, pyotp), one
+  step of clock drift either way; its secret sealed with AES-256-GCM under a key derived by
+  HKDF-SHA-256 from the audit key (label ``totp``), the user name in the associated data;
 * site PKI: an ECDSA P-256 CA and broker certificate, SHA-256, made with ``cryptography.x509``.
 
 Every failure of a primitive surfaces as :class:`CryptoError` with no detail, as Fernet does.
@@ -28,6 +31,7 @@ import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
+import pyotp
 from cryptography import x509
 from cryptography.exceptions import InvalidKey, InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -261,6 +265,65 @@ def _unb64(text: str) -> bytes:
     if _b64(data) != text:
         raise ValueError("not canonical base64url")
     return data
+
+
+# --- the dashboard's second factor (TOTP) ----------------------------------------------------
+
+TOTP_WINDOW = 1  # steps of clock drift accepted either way (30 s each)
+_TOTP_KEY_LABEL = b"totp"
+_TOTP_SECRET_LABEL = b"smartlock totp secret"
+
+
+def new_totp_secret() -> str:
+    """A fresh TOTP secret: 32 base32 characters (160 random bits), as authenticator apps take."""
+    return pyotp.random_base32()
+
+
+def totp_provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
+    """The ``otpauth://totp/...`` URI an authenticator app scans (RFC 6238 defaults)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=issuer)
+
+
+def totp_matching_step(secret: str, code: str, *, at: float) -> int | None:
+    """The time step (RFC 6238's counter) whose code is ``code``, within :data:`TOTP_WINDOW`
+    steps of ``at``; ``None`` if there is none.  Each candidate is compared in constant time.
+
+    The step, not just a yes, so that the caller can refuse a step already used (a replay).
+    """
+    totp = pyotp.TOTP(secret)
+    try:
+        now_step = totp.timecode(at)
+    except ValueError:  # a clock before 1970 or after 9999
+        return None
+    presented = code.encode()
+    matches = [
+        step
+        for step in range(now_step - TOTP_WINDOW, now_step + TOTP_WINDOW + 1)
+        if hmac.compare_digest(totp.generate_otp(step).encode(), presented)
+    ]
+    return max(matches, default=None)
+
+
+def _totp_associated(user: str) -> bytes:
+    return _TOTP_SECRET_LABEL + b"\x00" + user.encode()
+
+
+def seal_totp_secret(audit_key: bytes, user: str, secret: str) -> tuple[bytes, bytes]:
+    """``(nonce, sealed)``: ``user``'s TOTP secret under a key derived from the audit key (which
+    lives outside the database), bound to the user's name."""
+    nonce = random_bytes(NONCE_BYTES)
+    key = derive_key(audit_key, _TOTP_KEY_LABEL, b"")
+    return nonce, seal(key, nonce, secret.encode(), _totp_associated(user))
+
+
+def open_totp_secret(audit_key: bytes, user: str, nonce: bytes, sealed: bytes) -> str:
+    """The secret :func:`seal_totp_secret` sealed for ``user``; :class:`CryptoError` if the row
+    was altered, moved to another user, or sealed under another audit key."""
+    key = derive_key(audit_key, _TOTP_KEY_LABEL, b"")
+    try:
+        return open_sealed(key, nonce, sealed, _totp_associated(user)).decode("ascii")
+    except UnicodeDecodeError:  # pragma: no cover -- authenticated: only what we sealed opens
+        raise CryptoError("not a TOTP secret") from None
 
 
 # --- site PKI (TLS for the broker) -----------------------------------------------------------

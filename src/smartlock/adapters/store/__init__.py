@@ -44,7 +44,9 @@ from smartlock.adapters.store.tables import (
     PassRow,
     UserRow,
     WebLoginRow,
+    WebRecoveryCodeRow,
     WebSessionRow,
+    WebTotpRow,
 )
 from smartlock.core.errors import ConfigError, StoreError, StoreUnavailable
 from smartlock.core.issuance import MAX_KEY_TTL_S
@@ -172,9 +174,11 @@ class Store(DashboardStore):
             if row.removed_at is not None:
                 raise StoreError(f"user {name} was already removed")
             row.removed_at = now
-            # a name added back later is a new person: no old password, no old session
+            # a name added back later is a new person: no old password, session or second factor
             session.execute(delete(WebSessionRow).where(WebSessionRow.user_name == name))
             session.execute(delete(WebLoginRow).where(WebLoginRow.user_name == name))
+            session.execute(delete(WebTotpRow).where(WebTotpRow.user_name == name))
+            session.execute(delete(WebRecoveryCodeRow).where(WebRecoveryCodeRow.user_name == name))
             if row.role != Role.GUEST.value:  # a guest's keys all carry a pass, revoked below
                 row.revoked_before = now
             passes = session.scalars(

@@ -1,30 +1,41 @@
-"""The web dashboard's part of the store: passwords, signed-in sessions, guest invitations.
+"""The web dashboard's part of the store: passwords, signed-in sessions, guest invitations,
+owners' second factors.
 
 A mixin of :class:`smartlock.adapters.store.Store` (same transactions, same errors).  Secrets
-arrive here already reduced: a password as its scrypt hash, a cookie or an invitation code as
-its SHA-256 (:mod:`smartlock.crypto`), so the database never holds a usable secret.
+arrive here already reduced: a password as its scrypt hash, a cookie, an invitation code or a
+recovery code as its SHA-256 (:mod:`smartlock.crypto`), so the database never holds a usable
+secret.  The one secret that must be read back, a TOTP secret, is sealed here, under a key
+derived from the store's audit key, which is kept outside the database: a copy of the database
+alone does not hold it either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from smartlock import crypto
 from smartlock.adapters.store.tables import (
     InvitationRow,
     PassRow,
     UserRow,
     WebLoginRow,
+    WebRecoveryCodeRow,
     WebSessionRow,
+    WebTotpRow,
 )
 from smartlock.core.errors import StoreError
 from smartlock.core.records import Invitation, WebSession
+from smartlock.core.second_factor import TotpState
 
 
 class DashboardStore:
     """Methods :class:`Store` gets for the dashboard (see the module docstring)."""
+
+    _audit_key: bytes  # provided by Store
 
     def _writing(self) -> AbstractContextManager[Session]:
         raise NotImplementedError  # provided by Store
@@ -57,6 +68,93 @@ class DashboardStore:
             if user is None or user.removed_at is not None or row is None:
                 return None
             return row.password_hash
+
+    # --- second factor (TOTP) ---------------------------------------------------------------
+
+    def set_web_totp(
+        self, name: str, secret: str, recovery_digests: Sequence[str], *, now: int
+    ) -> None:
+        """Give an active user a new TOTP secret (stored sealed) and recovery codes (their
+        SHA-256), replacing any earlier ones; signs out the user's sessions."""
+        nonce, sealed = crypto.seal_totp_secret(self._audit_key, name, secret)
+        with self._writing() as session:
+            user = session.get(UserRow, name, with_for_update=True)
+            if user is None or user.removed_at is not None:
+                raise StoreError(f"unknown user {name}")
+            session.execute(delete(WebTotpRow).where(WebTotpRow.user_name == name))
+            session.execute(delete(WebRecoveryCodeRow).where(WebRecoveryCodeRow.user_name == name))
+            session.add(
+                WebTotpRow(
+                    user_name=name, secret_sealed=sealed, nonce=nonce, enabled_at=now, last_step=0
+                )
+            )
+            session.add_all(
+                WebRecoveryCodeRow(code_digest=digest, user_name=name, used_at=None)
+                for digest in recovery_digests
+            )
+            session.execute(delete(WebSessionRow).where(WebSessionRow.user_name == name))
+
+    def remove_web_totp(self, name: str) -> bool:
+        """Turn the user's second factor off (secret and recovery codes); whether it was on."""
+        with self._writing() as session:
+            session.execute(delete(WebRecoveryCodeRow).where(WebRecoveryCodeRow.user_name == name))
+            removed = session.execute(delete(WebTotpRow).where(WebTotpRow.user_name == name))
+            return bool(removed.rowcount)  # type: ignore[attr-defined]
+
+    def web_totp(self, name: str) -> TotpState | None:
+        """The user's second factor, its secret opened; None when the user has none.
+
+        A row that does not open (altered, moved to another user, another audit key) raises
+        :class:`StoreError`: the caller refuses the sign-in rather than skip the factor.
+        """
+        with self._reading() as session:
+            row = session.get(WebTotpRow, name)
+            if row is None:
+                return None
+            nonce, sealed, last_step = row.nonce, row.secret_sealed, row.last_step
+        try:
+            secret = crypto.open_totp_secret(self._audit_key, name, nonce, sealed)
+        except crypto.CryptoError:
+            raise StoreError(f"the second factor of {name} does not open") from None
+        return TotpState(secret, last_step)
+
+    def accept_totp_step(self, name: str, step: int) -> bool:
+        """Record ``step`` as the user's last accepted time step if it is later than the last
+        one; ``False`` for a step already used (or an earlier one).  Concurrent sign-ins with
+        the same code: exactly one wins."""
+        with self._writing() as session:
+            done = session.execute(
+                update(WebTotpRow)
+                .where(WebTotpRow.user_name == name, WebTotpRow.last_step < step)
+                .values(last_step=step)
+            )
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def use_recovery_code(self, name: str, code_digest: str, *, now: int) -> bool:
+        """Use one of the user's recovery codes, once; ``False`` for an unknown code, another
+        user's, or one already used.  Concurrent uses: exactly one wins."""
+        with self._writing() as session:
+            done = session.execute(
+                update(WebRecoveryCodeRow)
+                .where(
+                    WebRecoveryCodeRow.code_digest == code_digest,
+                    WebRecoveryCodeRow.user_name == name,
+                    WebRecoveryCodeRow.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    def recovery_codes_left(self, name: str) -> int:
+        """How many of the user's recovery codes are still unused."""
+        with self._reading() as session:
+            return len(
+                session.scalars(
+                    select(WebRecoveryCodeRow.code_digest).where(
+                        WebRecoveryCodeRow.user_name == name, WebRecoveryCodeRow.used_at.is_(None)
+                    )
+                ).all()
+            )
 
     # --- sessions ----------------------------------------------------------------------------
 

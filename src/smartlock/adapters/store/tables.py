@@ -171,4 +171,29 @@ class InvitationRow(Base):
     used_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class WebTotpRow(Base):
+    """An owner's TOTP second factor: the secret sealed with AES-256-GCM under a key derived from
+    the audit key (:func:`smartlock.crypto.seal_totp_secret`), and the last time step accepted
+    (0: none yet), so that no code signs in twice."""
+
+    __tablename__ = "web_totp"
+
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"), primary_key=True)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled_at: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebRecoveryCodeRow(Base):
+    """A one-time recovery code of a user's second factor: only its SHA-256 is kept."""
+
+    __tablename__ = "web_recovery_codes"
+    __table_args__ = (Index(None, "user_name"),)
+
+    code_digest: Mapped[str] = mapped_column(String(DIGEST_HEX_LENGTH), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    used_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 metadata = Base.metadata

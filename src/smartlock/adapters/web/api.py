@@ -31,6 +31,7 @@ from smartlock.adapters.web.deps import (
 from smartlock.adapters.web.session_cookie import clear_session_cookie, set_session_cookie
 from smartlock.core.errors import ConfigError, StoreError
 from smartlock.core.messages import Action
+from smartlock.core.second_factor import MAX_CODE_TEXT
 
 
 class Refusal(BaseModel):
@@ -69,6 +70,12 @@ PassId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 class SignIn(BaseModel):
     name: str = Field(max_length=64)
     password: str = Field(max_length=1024)
+    code: str | None = Field(
+        None,
+        max_length=MAX_CODE_TEXT,
+        description="for users with a second factor: the authenticator app's 6 digits, "
+        "or one of their recovery codes",
+    )
 
 
 class SessionOut(BaseModel):
@@ -176,7 +183,7 @@ def _refused(exc: Exception) -> HTTPException:
 def sign_in(body: SignIn, request: Request, response: Response) -> Any:
     address = request.client.host if request.client else "?"
     try:
-        token, viewer = sessions_of(request).sign_in(body.name, body.password, address)
+        token, viewer = sessions_of(request).sign_in(body.name, body.password, address, body.code)
     except LoginRefused as refused:
         status = 429 if refused.reason == "rate_limited" else 401
         raise HTTPException(status, "wrong name or password, or too many attempts") from None

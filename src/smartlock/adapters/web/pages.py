@@ -38,6 +38,7 @@ from smartlock.adapters.web.deps import (
 from smartlock.adapters.web.session_cookie import clear_session_cookie, set_session_cookie
 from smartlock.core.messages import Action
 from smartlock.core.roles import Role
+from smartlock.core.second_factor import MAX_CODE_TEXT
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -98,12 +99,13 @@ def login(
     name: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
     csrf_token: Annotated[str, Form(max_length=100)],
+    code: Annotated[str, Form(max_length=MAX_CODE_TEXT)] = "",
 ) -> Response:
     if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf_token):
         raise HTTPException(403, "the sign-in form expired: reload the page and try again")
     address = request.client.host if request.client else "?"
     try:
-        token, viewer = sessions_of(request).sign_in(name, password, address)
+        token, viewer = sessions_of(request).sign_in(name, password, address, code or None)
     except LoginRefused as refused:
         text = (
             "Too many attempts: wait a minute."
