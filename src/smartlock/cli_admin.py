@@ -85,7 +85,7 @@ def register(app: typer.Typer, lock_app: typer.Typer) -> None:
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """A refusal of the library (unknown user, overlapping pass, bad time...) as ``error: ...``."""
     try:
         yield
@@ -191,7 +191,7 @@ def user_add(
     from smartlock.admin import add_user
 
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         updated, record, reloaded = add_user(loaded, name, role, db=db)
     typer.echo(f"Added {record.role} {record.name}")
     typer.echo(f"  key pair and broker password in {updated.identity_dir(record.name)}")
@@ -213,7 +213,7 @@ def user_list(
     from smartlock.admin import open_store
 
     loaded = load_site(site)
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         users = store.list_users(include_removed=include_removed)
     if not users:
         typer.echo("no users")
@@ -244,7 +244,7 @@ def user_remove(
     from smartlock.admin import remove_user
 
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         _, revoked, reloaded = remove_user(loaded, name, db=db)
     typer.echo(f"Removed {name}")
     if revoked:
@@ -307,7 +307,7 @@ def pass_grant(
 
     loaded = load_site(site)
     now = _now()
-    with _user_errors():
+    with user_errors():
         zone = loaded.zone
         record = grant_pass(
             loaded,
@@ -343,7 +343,7 @@ def pass_list(
 
     loaded = load_site(site)
     now = _now()
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         passes = store.list_passes(
             guest=guest, lock_id=lock_id, include_inactive=include_inactive, now=now
         )
@@ -383,7 +383,7 @@ def pass_revoke(
     from smartlock.admin import open_store, revoke_pass
 
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         record = revoke_pass(loaded, pass_id, db=db)
         with open_store(loaded, db) as store:
             lock = store.get_lock(record.lock_id)
@@ -407,7 +407,7 @@ def lock_add(
     from smartlock.admin import add_lock
 
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         updated, record, reloaded = add_lock(loaded, lock_id, db=db)
     typer.echo(f"Added lock {record.lock_id}")
     typer.echo(f"  key pair and broker password in {updated.identity_dir(record.lock_id)}")
@@ -420,7 +420,7 @@ def lock_list(site: SiteOption = DEFAULT_SITE, db: DbOption = None) -> None:
     from smartlock.admin import open_store
 
     loaded = load_site(site)
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         locks = store.list_locks()
     if not locks:
         typer.echo("no locks")
@@ -450,7 +450,7 @@ def lock_reset(
     from smartlock.admin import reset_lock
 
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         record = reset_lock(loaded, lock_id, db=db)
     typer.echo(f"{record.lock_id}: new command key epoch {record.command_epoch}")
     typer.echo(
@@ -515,7 +515,7 @@ def audit(
         raise fail("--limit must be at least 1")
     limit = None if limit is None else min(limit, AUDIT_LIMIT_MAX)
     loaded = load_site(site)
-    with _user_errors():
+    with user_errors():
         zone = loaded.zone
         since_ms = None if since is None else parse_moment(since, zone, now=_now()) * 1000
         with open_store(loaded, db) as store:
@@ -545,7 +545,7 @@ def audit_verify(ctx: typer.Context, site: SiteOption = DEFAULT_SITE, db: DbOpti
     from smartlock.admin import open_store
 
     loaded = load_site(_inherited(ctx, "site", site))
-    with _user_errors(), open_store(loaded, _inherited(ctx, "db", db)) as store:
+    with user_errors(), open_store(loaded, _inherited(ctx, "db", db)) as store:
         broken = store.verify_audit()
         newest = store.audit_entries(limit=1)
     if broken is not None:
@@ -591,7 +591,7 @@ def status(
 
     loaded = load_site(site)
     now = _now()
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         rows = [
             _lock_status(lock, store.lock_health(lock.lock_id), loaded, now)
             for lock in store.list_locks()

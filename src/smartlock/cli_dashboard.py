@@ -7,15 +7,14 @@ Home Assistant.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from smartlock.cli_admin import user_errors
 from smartlock.cli_common import DEFAULT_SITE, DbOption, SiteOption, fail, load_site
 from smartlock.core.errors import SmartlockError
 
@@ -34,14 +33,6 @@ def register(
     pass_app.command("invite")(pass_invite)
     guest_app.command("enroll")(guest_enroll)
     app.add_typer(ha_app, name="homeassistant")
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except (SmartlockError, ValueError, OSError) as exc:
-        raise fail(str(exc)) from None
 
 
 def user_password(
@@ -69,7 +60,7 @@ def user_password(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with _user_errors():
+    with user_errors():
         set_web_password(loaded, name, password, db=db)
     typer.echo(f"Dashboard password set for {name}; their other sessions are signed out.")
     if generate:
@@ -92,11 +83,11 @@ def user_totp(
 
     loaded = load_site(site)
     if disable:
-        with _user_errors():
+        with user_errors():
             remove_web_totp(loaded, name, db=db)
         typer.echo(f"Second factor off for {name}: the password alone signs in.")
         return
-    with _user_errors():
+    with user_errors():
         enrollment = set_web_totp(loaded, name, db=db)
     typer.echo(f"Second factor on for {name}; their sessions are signed out.")
     terminal = sys.stdout.isatty()
@@ -143,12 +134,12 @@ def pass_invite(
         check_dashboard_url(url, "--url")
     except SmartlockError as exc:
         raise fail(str(exc)) from None
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         code, invitation = invite_in(store, loaded, pass_id, url=url, by="cli", ttl_s=hours * 3600)
     text = str(code)
     qr = segno.make(text, error="m")
     if png is not None:
-        with _user_errors():
+        with user_errors():
             qr.save(str(png), kind="png", scale=6)
     typer.echo(f"Invitation for {invitation.guest} (pass {pass_id} on {invitation.lock_id}),")
     typer.echo(f"works once within {hours} h. The guest runs:")
@@ -174,7 +165,7 @@ def guest_enroll(
         code = InvitationCode.parse(invitation)
     except InvitationError as exc:
         raise fail(str(exc)) from None
-    with _user_errors():
+    with user_errors():
         enrolled = enroll(code, directory)
     typer.echo(f"Enrolled as {enrolled.guest} at site {enrolled.site.name}.")
     typer.echo(f"  your key pair and account: {enrolled.site.root}")
@@ -197,11 +188,11 @@ def ha_enable(
     from smartlock.site import set_home_assistant_user
 
     loaded = load_site(site)
-    with _user_errors(), open_store(loaded, db) as store:
+    with user_errors(), open_store(loaded, db) as store:
         record = store.get_user(user)
     if record is None or not record.active or not record.role.has_free_access:
         raise fail(f"{user} must be an owner or resident of this site (user add --role resident)")
-    with _user_errors():
+    with user_errors():
         updated = set_home_assistant_user(loaded, user)
         reloaded = broker.reload_broker(updated)
     typer.echo(f"Home Assistant signs in to the broker as {user}")

@@ -23,6 +23,7 @@ from smartlock.adapters.web.deps import (
     ApiController,
     ApiOwner,
     ApiViewer,
+    AuditQuery,
     Backend,
     require_controller,
     require_owner,
@@ -273,14 +274,9 @@ def invite(pass_id: PassId, viewer: ApiChange, backend: Backend, request: Reques
 def audit(
     viewer: ApiOwner,
     backend: Backend,
-    lock_id: Annotated[str | None, Query(max_length=32)] = None,
-    who: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[str | None, Query(max_length=64)] = None,
-    until: Annotated[str | None, Query(max_length=64)] = None,
-    result: Annotated[str | None, Query(max_length=16)] = None,
+    query: AuditQuery,
     limit: Annotated[int, Query(ge=1, le=views.AUDIT_EXPORT_LIMIT)] = views.AUDIT_PAGE_LIMIT,
 ) -> Any:
-    query = views.AuditFilter(lock_id, who, since, until, result)
     try:
         return [asdict(view) for view in views.audit(backend, query, limit=limit)]
     except views.ActionRefused as exc:
@@ -292,25 +288,12 @@ def audit(
     response_class=Response,
     responses=_download("text/csv", "The matching entries, newest first, as CSV"),
 )
-def audit_csv(
-    viewer: ApiOwner,
-    backend: Backend,
-    lock_id: Annotated[str | None, Query(max_length=32)] = None,
-    who: Annotated[str | None, Query(max_length=32)] = None,
-    since: Annotated[str | None, Query(max_length=64)] = None,
-    until: Annotated[str | None, Query(max_length=64)] = None,
-    result: Annotated[str | None, Query(max_length=16)] = None,
-) -> Response:
-    query = views.AuditFilter(lock_id, who, since, until, result)
+def audit_csv(viewer: ApiOwner, backend: Backend, query: AuditQuery) -> Response:
     try:
         rows = views.audit(backend, query, limit=views.AUDIT_EXPORT_LIMIT)
     except views.ActionRefused as exc:
         raise _refused(exc) from None
-    return Response(
-        views.audit_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="smartlock-audit.csv"'},
-    )
+    return views.audit_download(rows)
 
 
 @router.get("/audit/integrity", response_model=IntegrityOut)

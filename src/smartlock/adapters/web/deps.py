@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from smartlock.adapters.web.auth import CSRF_FIELD, CSRF_HEADER, Sessions, Viewer, csrf_matches
 from smartlock.adapters.web.backend_port import BackendPort
+from smartlock.adapters.web.views import AuditFilter
 
 
 class SignInNeeded(Exception):
@@ -82,7 +83,19 @@ def api_csrf(request: Request, viewer: Annotated[Viewer, Depends(api_viewer)]) -
     return viewer
 
 
+def audit_filter(
+    lock_id: Annotated[str | None, Query(max_length=32)] = None,
+    who: Annotated[str | None, Query(max_length=32)] = None,
+    since: Annotated[str | None, Query(max_length=64)] = None,
+    until: Annotated[str | None, Query(max_length=64)] = None,
+    result: Annotated[str | None, Query(max_length=16)] = None,
+) -> AuditFilter:
+    """The audit log's filters, from the query string (an empty field filters nothing)."""
+    return AuditFilter(lock_id or None, who or None, since or None, until or None, result or None)
+
+
 Backend = Annotated[BackendPort, Depends(backend_of)]
+AuditQuery = Annotated[AuditFilter, Depends(audit_filter)]
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
 PageOwner = Annotated[Viewer, Depends(page_owner)]
 PageController = Annotated[Viewer, Depends(page_controller)]

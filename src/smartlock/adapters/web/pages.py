@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Form, HTTPException, Request, Response
 from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -26,6 +26,7 @@ from smartlock.adapters.web.auth import (
     csrf_matches,
 )
 from smartlock.adapters.web.deps import (
+    AuditQuery,
     Backend,
     FormPost,
     PageController,
@@ -249,29 +250,10 @@ def invite(
     return response
 
 
-def _audit_query(
-    lock_id: str | None, who: str | None, since: str | None, until: str | None, result: str | None
-) -> views.AuditFilter:
-    return views.AuditFilter(
-        lock_id or None, who or None, since or None, until or None, result or None
-    )
-
-
-AuditParam = Annotated[str | None, Query(max_length=64)]
-
-
 @router.get("/audit")
 def audit_page(
-    request: Request,
-    viewer: PageOwner,
-    backend: Backend,
-    lock_id: AuditParam = None,
-    who: AuditParam = None,
-    since: AuditParam = None,
-    until: AuditParam = None,
-    result: AuditParam = None,
+    request: Request, viewer: PageOwner, backend: Backend, query: AuditQuery
 ) -> HTMLResponse:
-    query = _audit_query(lock_id, who, since, until, result)
     message, kind = "", ""
     try:
         entries = views.audit(backend, query, limit=views.AUDIT_PAGE_LIMIT)
@@ -300,25 +282,12 @@ def _message(message: str, kind: str) -> dict[str, Any]:
 
 
 @router.get("/audit.csv")
-def audit_export(
-    viewer: PageOwner,
-    backend: Backend,
-    lock_id: AuditParam = None,
-    who: AuditParam = None,
-    since: AuditParam = None,
-    until: AuditParam = None,
-    result: AuditParam = None,
-) -> Response:
-    query = _audit_query(lock_id, who, since, until, result)
+def audit_export(viewer: PageOwner, backend: Backend, query: AuditQuery) -> Response:
     try:
         rows = views.audit(backend, query, limit=views.AUDIT_EXPORT_LIMIT)
     except views.ActionRefused as exc:
         raise HTTPException(400, str(exc)) from None
-    return Response(
-        views.audit_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="smartlock-audit.csv"'},
-    )
+    return views.audit_download(rows)
 
 
 @router.get("/alerts")

@@ -8,6 +8,7 @@ import io
 from dataclasses import asdict, dataclass
 
 import segno
+from fastapi import Response
 
 from smartlock import admin
 from smartlock.adapters.web.auth import Viewer
@@ -222,6 +223,15 @@ def audit_csv(views: list[AuditView]) -> str:
     for view in views:
         writer.writerow({k: _csv_safe(v) for k, v in asdict(view).items()})
     return out.getvalue()
+
+
+def audit_download(views: list[AuditView]) -> Response:
+    """The CSV export as a file download."""
+    return Response(
+        audit_csv(views),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="smartlock-audit.csv"'},
+    )
 
 
 def integrity(backend: BackendPort) -> tuple[bool, int | None]:
