@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from smartlock import crypto
 from smartlock.adapters.web import views
 from smartlock.adapters.web.auth import SESSION_TTL_S, LoginRefused
+from smartlock.adapters.web.backend_port import AlertNotice
 from smartlock.adapters.web.deps import (
     ApiChange,
     ApiController,
@@ -90,15 +91,6 @@ class Me(BaseModel):
     role: str
 
 
-class LockOut(BaseModel):
-    lock_id: str
-    online: bool
-    bolt: str
-    last_heartbeat: int | None
-    revocation_version: int
-    revocation_version_applied: int
-
-
 class CommandOut(BaseModel):
     result: Literal["done", "denied", "failed"]
     reason: str
@@ -114,18 +106,6 @@ class PassIn(BaseModel):
     hours: str | None = Field(None, max_length=200, description='e.g. "mon-fri 08:00-18:00"')
 
 
-class PassOut(BaseModel):
-    pass_id: int
-    guest: str
-    lock_id: str
-    valid_from: int
-    valid_until: int
-    max_uses: int | None
-    uses: int
-    weekly_hours: str | None
-    revoked: bool
-
-
 class InvitationOut(BaseModel):
     text: str = Field(description="the invitation to paste, also the QR code's content")
     guest: str
@@ -134,30 +114,9 @@ class InvitationOut(BaseModel):
     expires_at: int
 
 
-class AuditOut(BaseModel):
-    seq: int
-    at: str
-    who: str
-    role: str
-    lock_id: str
-    channel: str
-    action: str
-    result: str
-    reason: str
-    attempt: int
-
-
 class IntegrityOut(BaseModel):
     intact: bool
     first_broken_entry: int | None
-
-
-class AlertOut(BaseModel):
-    at: float
-    kind: str
-    lock_id: str
-    subject: str
-    detail: str
 
 
 class EnrollIn(BaseModel):
@@ -203,7 +162,7 @@ def me(viewer: ApiViewer) -> Any:
     return Me(name=viewer.name, role=viewer.role.value)
 
 
-@router.get("/locks", response_model=list[LockOut])
+@router.get("/locks", response_model=list[views.LockView])
 def list_locks(viewer: ApiController, backend: Backend) -> Any:
     return [asdict(view) for view in views.locks(backend)]
 
@@ -221,12 +180,12 @@ async def command(
     return asdict(outcome)
 
 
-@router.get("/passes", response_model=list[PassOut])
+@router.get("/passes", response_model=list[views.PassView])
 def list_passes(viewer: ApiViewer, backend: Backend) -> Any:
     return [asdict(view) for view in views.passes(backend, viewer)]
 
 
-@router.post("/passes", response_model=PassOut, status_code=201)
+@router.post("/passes", response_model=views.PassView, status_code=201)
 def grant_pass(body: PassIn, viewer: ApiChange, backend: Backend) -> Any:
     require_owner(viewer)
     try:
@@ -245,7 +204,7 @@ def grant_pass(body: PassIn, viewer: ApiChange, backend: Backend) -> Any:
     return asdict(view)
 
 
-@router.post("/passes/{pass_id}/revoke", response_model=PassOut)
+@router.post("/passes/{pass_id}/revoke", response_model=views.PassView)
 def revoke_pass(pass_id: PassId, viewer: ApiChange, backend: Backend) -> Any:
     require_owner(viewer)
     try:
@@ -270,7 +229,7 @@ def invite(pass_id: PassId, viewer: ApiChange, backend: Backend, request: Reques
     )
 
 
-@router.get("/audit", response_model=list[AuditOut])
+@router.get("/audit", response_model=list[views.AuditView])
 def audit(
     viewer: ApiOwner,
     backend: Backend,
@@ -302,7 +261,7 @@ def audit_integrity(viewer: ApiOwner, backend: Backend) -> Any:
     return IntegrityOut(intact=intact, first_broken_entry=broken)
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get("/alerts", response_model=list[AlertNotice])
 def alerts(viewer: ApiController, backend: Backend) -> Any:
     return [asdict(alert) for alert in backend.recent_alerts()]
 
