@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 from smartlock import doctor
 from smartlock.adapters.store import AuditRecord, LockHealth, LockRecord
 from smartlock.admin import create_site, open_store
-from smartlock.broker import free_port, grant_broker_access
+from smartlock.broker import free_port, grant_broker_access, rotate_broker_certificate
 from smartlock.cli import app
 from smartlock.crypto import CertifiedKey, make_certificate_authority, make_server_certificate
 from smartlock.doctor import Check
@@ -190,8 +190,21 @@ def test_a_broker_certificate_expiring_in_10_days_fails(site: Site) -> None:
     check = doctor.check_broker_certificate(site, now=NOW)
     assert not check.ok
     assert check.detail.startswith("expires in 10 days")
-    assert "re-create the broker certificate" in check.fix
-    assert "no rotation command" in check.fix
+    assert check.fix.startswith("smartlock rotate broker-cert --site")
+
+
+def test_rotating_the_broker_certificate_mends_an_expiring_one(site: Site) -> None:
+    issued = dt.datetime.fromtimestamp(NOW, dt.UTC) - dt.timedelta(days=20)
+    install_broker_certificate(
+        site, make_server_certificate(site_ca(site), ["127.0.0.1"], now=issued, days=30)
+    )
+    assert not doctor.check_broker_certificate(site, now=NOW).ok
+    cert, reloaded = rotate_broker_certificate(site, now=dt.datetime.fromtimestamp(NOW, dt.UTC))
+    assert not reloaded  # no broker of this site runs here
+    check = doctor.check_broker_certificate(site, now=NOW)
+    assert check.ok, check.detail
+    assert doctor.check_broker_files(site).ok  # the new files are readable by the broker
+    assert (cert.not_valid_after_utc - dt.datetime.fromtimestamp(NOW, dt.UTC)).days >= 824
 
 
 def test_an_expired_broker_certificate_fails(site: Site) -> None:

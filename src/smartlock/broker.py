@@ -15,6 +15,7 @@ What the generated config gets right (measured facts in ../shared/NOTES.md):
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import grp
 import os
 import pwd
@@ -27,6 +28,9 @@ import subprocess
 from collections import deque
 from pathlib import Path
 
+from cryptography import x509
+
+from smartlock import crypto
 from smartlock.core import topics
 from smartlock.core.errors import ConfigError
 from smartlock.crypto import CertifiedKey
@@ -34,6 +38,7 @@ from smartlock.site import BACKEND_USER, Site, write_private
 
 BROKER_USER = "mosquitto"
 MAX_QUEUED_MESSAGES = 100_000
+BROKER_CERT_DAYS = 825  # as provisioned (smartlock.crypto.make_server_certificate)
 MAX_PACKET_BYTES = 16_384  # our largest message is ~600 bytes; anything near this is hostile
 
 
@@ -209,6 +214,37 @@ def write_broker_files(site: Site, server: CertifiedKey, passwords: dict[str, st
     write_private(d / "broker.crt", server.cert_pem)
     write_private(d / "mosquitto.conf", render_config(site).encode())
     write_access_files(site, passwords)
+
+
+def broker_hostnames(site: Site) -> list[str]:
+    """The names the broker's certificate is made for: the site's broker host and loopback."""
+    return list(dict.fromkeys([site.broker_host, "localhost", "127.0.0.1"]))
+
+
+def rotate_broker_certificate(
+    site: Site, *, now: dt.datetime, days: int = BROKER_CERT_DAYS
+) -> tuple[x509.Certificate, bool]:
+    """A new broker certificate (and key) from the site CA, put in place, and a running broker
+    told to read it (SIGHUP: Mosquitto 2 reloads its certificates without dropping anyone).
+
+    Clients check the broker against the CA, not a pinned certificate, so old and new are both
+    accepted: nobody has to change anything.  Returns the new certificate and whether a running
+    broker was told.
+    """
+    try:
+        ca = CertifiedKey((site.root / "ca" / "ca.key").read_bytes(), site.ca_cert.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the site CA ({exc.strerror}): {site.root / 'ca'}") from None
+    if not 1 <= days <= 3650:
+        raise ConfigError("a broker certificate lasts 1 to 3650 days")
+    server = crypto.make_server_certificate(ca, broker_hostnames(site), now=now, days=days)
+    d = site.broker_dir
+    write_private(d / "broker.key.new", server.key_pem)
+    write_private(d / "broker.crt.new", server.cert_pem)
+    os.replace(d / "broker.key.new", d / "broker.key")
+    os.replace(d / "broker.crt.new", d / "broker.crt")
+    grant_broker_access(site)
+    return x509.load_pem_x509_certificate(server.cert_pem), reload_broker(site)
 
 
 def write_access_files(site: Site, passwords: dict[str, str]) -> None:

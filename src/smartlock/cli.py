@@ -478,6 +478,9 @@ cli_doctor.register(app)
 from smartlock import cli_units  # noqa: E402 -- register its command on ``app``
 
 cli_units.register(app)
+from smartlock import cli_rotate  # noqa: E402 -- register its command on ``app``
+
+cli_rotate.register(app)
 
 
 def main() -> None:

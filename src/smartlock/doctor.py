@@ -331,13 +331,7 @@ def check_broker_certificate(site: Site, *, now: float) -> Check:
     is valid for more than 30 days."""
     name = "broker certificate"
     hosts = ", ".join(dict.fromkeys([site.broker_host, "localhost", "127.0.0.1"]))
-    recreate = (
-        "re-create the broker certificate (there is no rotation command yet): sign a new one "
-        f"with the site CA (ca/ca.key, ca.crt) for {hosts}, e.g. with "
-        "smartlock.crypto.make_server_certificate; write its key and certificate to "
-        "broker/broker.key and broker/broker.crt (mode 0640), then restart "
-        f"'smartlock broker {_site_arg(site)}'"
-    )
+    recreate = f"smartlock rotate broker-cert {_site_arg(site)} (a new one for {hosts})"
     try:
         cert = _load_certificate(site.broker_dir / "broker.crt")
         ca = _load_certificate(site.ca_cert)
