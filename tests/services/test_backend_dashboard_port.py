@@ -7,6 +7,7 @@ JAMMED."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shutil
 import tempfile
 import time
@@ -17,12 +18,16 @@ import pytest
 
 from smartlock.adapters.mqtt import Incoming
 from smartlock.adapters.store import Store
+from smartlock.adapters.store.records import AuditEntry
 from smartlock.admin import create_site, open_store
+from smartlock.broker import grant_broker_access
 from smartlock.core import topics
+from smartlock.core.alerts import Alert
 from smartlock.core.messages import Action
 from smartlock.core.reports import CommandResult
+from smartlock.crypto import CertifiedKey, make_server_certificate
 from smartlock.services.backend import Backend
-from smartlock.site import Site, set_home_assistant_user
+from smartlock.site import Site, set_home_assistant_user, write_private
 
 
 @pytest.fixture
@@ -131,3 +136,28 @@ async def test_an_alert_reaches_a_live_page_and_the_metrics(site: Site) -> None:
         assert (notice.kind, notice.lock_id, notice.detail) == ("lock_offline", "lock_01", "gone")
         assert b'smartlock_alerts_total{kind="lock_offline"} 1.0' in backend.metrics.render()
         await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_broker_certificate_close_to_expiry_is_alerted_once_a_day(site: Site) -> None:
+    ca = CertifiedKey((site.root / "ca" / "ca.key").read_bytes(), site.ca_cert.read_bytes())
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    short = make_server_certificate(ca, ["127.0.0.1"], now=issued, days=30)
+    write_private(site.broker_dir / "broker.crt", short.cert_pem)
+    write_private(site.broker_dir / "broker.key", short.key_pem)
+    grant_broker_access(site)
+    with open_store(site) as store:
+        backend = Backend(site, store=store)
+        backend.tick()
+        alerts = [
+            Alert.from_bytes(p) for p in _published(backend, topics.user_topic("owner", "alerts"))
+        ]
+        assert [(a.kind, a.subject) for a in alerts] == [
+            ("certificate_expiring", "broker_certificate")
+        ]
+        assert "expires in 10 days" in alerts[0].detail
+        assert "smartlock rotate broker-cert" in alerts[0].detail
+        entries: list[AuditEntry] = store.audit_entries(result="alert")
+        assert [(e.record.action, e.record.channel) for e in entries] == [("certificate", "system")]
+        backend._outbox._items.clear()
+        backend.tick()  # the next check is a day away
+        assert _published(backend, topics.user_topic("owner", "alerts")) == []

@@ -83,6 +83,7 @@ ATTEMPT_RESULTS = frozenset({"granted", "denied", "failed"})
 ATTEMPT_ACTIONS = frozenset({"unlock", "lock", "key_request", "login"})
 ALERT_FEED_CAPACITY = 100
 ISSUING_CAPACITY = 10_000
+CERTIFICATE_CHECK_S = 24 * 3600  # certificates close to expiry are alerted about once a day
 RECENT_ALERTS = 50
 ALERT_KIND_OF_ACTION = {"offline": "lock_offline", "lockout": "intrusion"}  # audit -> alert kind
 
@@ -195,6 +196,7 @@ class Backend:
         self._unlogged: deque[_KeptEvent] = deque()
         self._connection: MqttConnection | None = None  # the current one, for late acks
         self._started_at = clock()
+        self._next_certificate_check = 0.0  # at the first tick, then every CERTIFICATE_CHECK_S
         self.metrics = Metrics(lambda: self.rejections.counts)
         self._issuing: dict[bytes, float] = {}  # key id -> when its request arrived (latency)
         self._alert_listeners: set[asyncio.Queue[AlertNotice]] = set()
@@ -494,6 +496,36 @@ class Backend:
         self.publish_lock_state(locks)
         self._check_heartbeats(now, locks)
         self.metrics.locks_known.set(len(locks))
+        if now >= self._next_certificate_check:
+            self._next_certificate_check = now + CERTIFICATE_CHECK_S
+            self._check_certificates(now)
+
+    def _check_certificates(self, now: float) -> None:
+        """Alert owners and residents, once per check, about a certificate that expires within
+        30 days (or is not usable): the same checks as ``smartlock doctor``."""
+        from smartlock import doctor
+
+        for check in (
+            doctor.check_ca_certificate(self.site, now=now),
+            doctor.check_broker_certificate(self.site, now=now),
+        ):
+            if check.ok:
+                continue
+            logger.warning("Certificate: %s: %s (fix: %s)", check.name, check.detail, check.fix)
+            self.audit(
+                who="",
+                lock_id="",
+                channel="system",
+                action="certificate",
+                result="alert",
+                reason=f"{check.name}: {check.detail}"[:200],
+            )
+            self.alert(
+                "certificate_expiring",
+                lock_id="",
+                subject=check.name.replace(" ", "_"),
+                detail=f"{check.name}: {check.detail}; fix: {check.fix}",
+            )
 
     def handle(self, message: Incoming) -> bool:
         """Dispatch one message; a refused one is logged and counted, never raised.
