@@ -34,6 +34,7 @@ from smartlock.cli_common import (
 )
 from smartlock.core.errors import ConfigError, SmartlockError, explain
 from smartlock.core.messages import Action
+from smartlock.core.records import PASS_ID_MAX
 from smartlock.core.roles import Role
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ _RELATIVE_PAST = re.compile(r"-([0-9]{1,12})([mhd])")  # more digits: out of ran
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 UNBOUNDED_WIDTH = 10_000  # columns a table may take when it goes to a pipe or a file
 # Integers the store can be asked about: larger ones overflow the database's column or LIMIT.
-PASS_ID_MAX = 2**31 - 1  # pass ids are INTEGER (32-bit on PostgreSQL)
 AUDIT_LIMIT_MAX = 2**63 - 1  # LIMIT is a signed 64-bit integer; a larger limit limits nothing
 AUDIT_COLUMNS = (
     "seq", "time", "who", "role", "lock", "channel", "action", "result", "reason", "attempt",

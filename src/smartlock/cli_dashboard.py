@@ -17,8 +17,8 @@ import typer
 from smartlock.cli_admin import user_errors
 from smartlock.cli_common import DEFAULT_SITE, DbOption, SiteOption, fail, load_site
 from smartlock.core.errors import SmartlockError
+from smartlock.core.records import PASS_ID_MAX
 
-PASS_ID_MAX = 2**31 - 1
 ha_app = typer.Typer(
     help="Show the site's locks in Home Assistant (MQTT discovery) as one more user.",
     no_args_is_help=True,

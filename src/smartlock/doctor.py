@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from smartlock.broker import BROKER_USER, client_tls_context
+from smartlock.broker import BROKER_USER, broker_hostnames, client_tls_context
 from smartlock.core.errors import ConfigError
 from smartlock.site import BACKEND_USER, Site
 
@@ -330,7 +330,7 @@ def check_broker_certificate(site: Site, *, now: float) -> Check:
     """broker/broker.crt parses, the site CA signed it, it names the site's broker host and it
     is valid for more than 30 days."""
     name = "broker certificate"
-    hosts = ", ".join(dict.fromkeys([site.broker_host, "localhost", "127.0.0.1"]))
+    hosts = ", ".join(broker_hostnames(site))
     recreate = f"smartlock rotate broker-cert {_site_arg(site)} (a new one for {hosts})"
     try:
         cert = _load_certificate(site.broker_dir / "broker.crt")

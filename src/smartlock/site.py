@@ -505,8 +505,7 @@ def provision_site(
     write_private(site.audit_key_path, crypto.random_bytes(32))
     write_private(site.command_master_key_path, crypto.random_bytes(32))
 
-    hostnames = list(dict.fromkeys([broker_host, "localhost", "127.0.0.1"]))
-    server = crypto.make_server_certificate(ca, hostnames, now=now)
+    server = crypto.make_server_certificate(ca, broker.broker_hostnames(site), now=now)
     broker.write_broker_files(site, server, passwords)
     save_site(site)
     return site

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from smartlock.core.roles import Role
 
+PASS_ID_MAX = 2**31 - 1  # pass ids are INTEGER (32-bit on PostgreSQL): larger ones overflow
+
 
 @dataclass(frozen=True)
 class UserRecord:

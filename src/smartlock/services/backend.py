@@ -137,10 +137,6 @@ class SiteDirectory:
             cached = self._keys[identity] = (version, site.public_key(identity))
         return cached[1]
 
-    def forget(self, identity: str) -> None:
-        """Read ``identity``'s public key from its file again next time (a new device)."""
-        self._keys.pop(identity, None)
-
     def lock_public(self, lock_id: str) -> crypto.PublicKey:
         return self.public_key(lock_id)
 
@@ -319,6 +315,15 @@ class Backend:
             bolts[lock_id] = health.bolt_state if health is not None else None
         return locks, bolts
 
+    def _local_request(self, lock_id: str, action: Action) -> CommandRequest:
+        """A command request made here (dashboard, Home Assistant), as a user's would arrive."""
+        return CommandRequest(
+            request_id=crypto.random_bytes(ID_BYTES),
+            sent_at=int(self._clock()),
+            lock_id=lock_id,
+            action=action,
+        )
+
     def on_bolt_moving(self, lock_id: str, action: Action) -> None:
         if self.home_assistant is not None:
             self.home_assistant.moving(lock_id, action)
@@ -330,12 +335,7 @@ class Backend:
     def _on_home_assistant_command(self, lock_id: str, message: Incoming) -> None:
         assert self.home_assistant is not None
         action = home_assistant.parse_command(message.payload)
-        request = CommandRequest(
-            request_id=crypto.random_bytes(ID_BYTES),
-            sent_at=int(self._clock()),
-            lock_id=lock_id,
-            action=action,
-        )
+        request = self._local_request(lock_id, action)
         # Home Assistant sees the result on the state topic (the hooks above)
         self._command(self.home_assistant.user, request, _no_reply, "homeassistant")
 
@@ -356,12 +356,7 @@ class Backend:
             if not outcome.done():
                 outcome.set_result(CommandOutcome(result, reason, bolt))
 
-        request = CommandRequest(
-            request_id=crypto.random_bytes(ID_BYTES),
-            sent_at=int(self._clock()),
-            lock_id=lock_id,
-            action=action,
-        )
+        request = self._local_request(lock_id, action)
         try:
             self._command(user, request, reply, channel)
         except Rejected as rejected:
@@ -398,7 +393,6 @@ class Backend:
     def enroll_guest(self, invitation: Invitation, public_key_pem: bytes) -> Enrollment:
         site, password = admin.enroll_guest(self.site, invitation, public_key_pem)
         self.site = site
-        self.directory.forget(invitation.guest)
         logger.info(
             "Guest %s enrolled its own device (pass %d)", invitation.guest, invitation.pass_id
         )

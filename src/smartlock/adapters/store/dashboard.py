@@ -202,6 +202,7 @@ class DashboardStore:
                 raise StoreError(f"pass {pass_id} is revoked")
             if pass_row.valid_until <= now:
                 raise StoreError(f"pass {pass_id} is over")
+            expires_at = min(expires_at, pass_row.valid_until)  # never outlives its pass
             session.add(
                 InvitationRow(
                     code_digest=code_digest,
@@ -209,7 +210,7 @@ class DashboardStore:
                     guest=pass_row.guest,
                     created_by=created_by,
                     created_at=now,
-                    expires_at=min(expires_at, pass_row.valid_until),
+                    expires_at=expires_at,
                     used_at=None,
                 )
             )
@@ -218,7 +219,7 @@ class DashboardStore:
                 pass_row.guest,
                 pass_row.lock_id,
                 created_by,
-                min(expires_at, pass_row.valid_until),
+                expires_at,
             )
 
     def redeem_invitation(self, code_digest: str, *, now: int) -> Invitation:

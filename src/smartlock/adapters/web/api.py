@@ -33,6 +33,7 @@ from smartlock.adapters.web.deps import (
 from smartlock.adapters.web.session_cookie import clear_session_cookie, set_session_cookie
 from smartlock.core.errors import ConfigError, StoreError
 from smartlock.core.messages import Action
+from smartlock.core.records import PASS_ID_MAX
 from smartlock.core.second_factor import MAX_CODE_TEXT
 
 
@@ -66,7 +67,7 @@ def _download(media_type: str, description: str) -> dict[int | str, dict[str, An
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 Name = Annotated[str, Field(min_length=1, max_length=32, pattern=NAME_PATTERN)]
 LockId = Annotated[str, Path(min_length=1, max_length=32, pattern=NAME_PATTERN)]
-PassId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+PassId = Annotated[int, Path(ge=1, le=PASS_ID_MAX)]
 
 
 class SignIn(BaseModel):

@@ -38,13 +38,14 @@ from smartlock.adapters.web.deps import (
 )
 from smartlock.adapters.web.session_cookie import clear_session_cookie, set_session_cookie
 from smartlock.core.messages import Action
+from smartlock.core.records import PASS_ID_MAX
 from smartlock.core.roles import Role
 from smartlock.core.second_factor import MAX_CODE_TEXT
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals["iso"] = views.iso
-PassId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]  # pass ids are 32-bit in the store
+PassId = Annotated[int, FastApiPath(ge=1, le=PASS_ID_MAX)]
 LIVE_POLL_S = 1.0  # the locks page's state is read from the store this often
 LOGIN_CSRF_MAX_AGE_S = 3600
 

@@ -215,20 +215,19 @@ def audit(backend: BackendPort, query: AuditFilter, *, limit: int) -> list[Audit
     return [AuditView.of(entry) for entry in reversed(entries)]  # newest first
 
 
-def audit_csv(views: list[AuditView]) -> str:
+def audit_csv(rows: list[AuditView]) -> str:
     out = io.StringIO()
-    fields = list(asdict(views[0]).keys()) if views else list(AuditView.__dataclass_fields__)
-    writer = csv.DictWriter(out, fieldnames=fields)
+    writer = csv.DictWriter(out, fieldnames=list(AuditView.__dataclass_fields__))
     writer.writeheader()
-    for view in views:
+    for view in rows:
         writer.writerow({k: _csv_safe(v) for k, v in asdict(view).items()})
     return out.getvalue()
 
 
-def audit_download(views: list[AuditView]) -> Response:
+def audit_download(rows: list[AuditView]) -> Response:
     """The CSV export as a file download."""
     return Response(
-        audit_csv(views),
+        audit_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="smartlock-audit.csv"'},
     )
