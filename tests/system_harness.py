@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,7 @@ class System:
     started_at: int = field(default_factory=lambda: len(LOGS.children))  # its first child
     backend_args: list[str] = field(default_factory=list)  # e.g. ["--http", "127.0.0.1:0"]
     dashboard_url: str | None = None  # the backend's dashboard, when started with --http
+    lock_verb: str = "run"  # "supervise": locks run under 'smartlock lock supervise' (updates)
 
     async def start_backend(self) -> Child:
         self.backend, self.dashboard_url = await _start_backend(self.site, self.backend_args)
@@ -159,7 +160,7 @@ class System:
         child = Child.smartlock(
             lock_id,
             "lock",
-            "run",
+            self.lock_verb,
             "--id",
             lock_id,
             "--site",
@@ -209,8 +210,15 @@ async def _start_backend(site: Site, args: list[str]) -> tuple[Child, str | None
     return backend, url
 
 
-async def start_system(site: Site, *, backend_args: list[str] | None = None) -> System:
-    """Broker, radio hub, backend (with ``backend_args``) and every lock of ``site``."""
+async def start_system(
+    site: Site,
+    *,
+    backend_args: list[str] | None = None,
+    lock_verb: str = "run",
+    lock_args: dict[str, list[str]] | None = None,
+) -> System:
+    """Broker, radio hub, backend (with ``backend_args``) and every lock of ``site`` (``smartlock
+    lock run``, or ``lock supervise`` with ``lock_verb``; ``lock_args`` per lock)."""
     root = str(site.root)
     first_child = len(LOGS.children)
     broker = await Child.smartlock("broker", "broker", "--site", root).start()
@@ -226,6 +234,8 @@ async def start_system(site: Site, *, backend_args: list[str] | None = None) -> 
         started_at=first_child,
         backend_args=backend_args or [],
         dashboard_url=url,
+        lock_verb=lock_verb,
+        lock_args=lock_args or {},
     )
     for lock_id in site.locks:
         await system.start_lock(lock_id)
@@ -261,11 +271,22 @@ def provision(
 
 @contextlib.asynccontextmanager
 async def running_system(
-    *, backend_args: list[str] | None = None, **settings: Any
+    *,
+    backend_args: list[str] | None = None,
+    lock_verb: str = "run",
+    lock_args: dict[str, list[str]] | None = None,
+    prepare: Callable[[Site], None] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[System]:
-    """A fresh site (``provision(**settings)``) with everything running, for one module."""
+    """A fresh site (``provision(**settings)``, then ``prepare(site)``) with everything running,
+    for one module."""
     root = new_site_dir()
-    running = await start_system(provision(root, **settings), backend_args=backend_args)
+    site = provision(root, **settings)
+    if prepare is not None:
+        prepare(site)
+    running = await start_system(
+        site, backend_args=backend_args, lock_verb=lock_verb, lock_args=lock_args
+    )
     try:
         yield running
     finally:

@@ -33,6 +33,7 @@ from smartlock.broker import (
     render_config,
     topics_for,
 )
+from smartlock.core import topics
 from smartlock.core.errors import ConfigError
 from smartlock.site import Credentials, Site, add_identity, provision_site, remove_identity
 
@@ -243,6 +244,8 @@ def test_a_lock_reads_only_its_own_keys_and_commands_and_writes_only_its_reports
         ("read", f"locks/{lock}/command_key"),
         ("read", f"locks/{lock}/revocations"),
         ("read", f"locks/{lock}/commands"),
+        ("read", f"locks/{lock}/update"),
+        ("read", "updates/+/+"),  # signed software, the same for all: nothing secret
         ("write", f"locks/{lock}/events"),
         ("write", f"locks/{lock}/availability"),
     }
@@ -258,6 +261,8 @@ def test_acl_gives_the_backend_the_service_topics_and_nothing_to_write_to_itself
         ("write", "locks/+/command_key"),
         ("write", "locks/+/revocations"),
         ("write", "locks/+/commands"),
+        ("write", "locks/+/update"),
+        ("write", "updates/+/+"),
         ("read", "locks/+/events"),
         ("read", "locks/+/availability"),
         ("write", "users/+/session"),
@@ -275,6 +280,9 @@ def test_every_device_topic_has_the_backend_at_its_other_end(spec_site: Site) ->
             other = "read" if access == "write" else "write"
             assert any(a == other and matches(f, topic) for a, f in backend), (device, topic)
     for access, topic_filter in backend:  # and each backend topic reaches every device it names
+        if topic_filter == topics.UPDATE_CHUNKS:  # the same filter for every lock
+            assert all(("read", topic_filter) in acl[lock] for lock in LOCKS)
+            continue
         kind = LOCKS if topic_filter.startswith("locks/") else USERS
         other = "read" if access == "write" else "write"
         for device in kind:
@@ -292,7 +300,8 @@ def test_no_device_can_reach_another_devices_topics(spec_site: Site) -> None:
             written = [t for a, t in acl[writer] if a == "write"]
             read = [t for a, t in acl[reader] if a == "read"]
             assert not [(w, r) for w in written for r in read if matches(r, w)], (writer, reader)
-        assert all(writer in topic.split("/") for _, topic in acl[writer]), writer
+        own = [t for _, t in acl[writer] if t != topics.UPDATE_CHUNKS]  # public, read-only
+        assert all(writer in topic.split("/") for topic in own), writer
 
 
 def test_acl_has_no_pattern_lines_and_no_multilevel_wildcard(spec_site: Site) -> None:
@@ -312,7 +321,15 @@ def test_acl_grants_no_wildcard_to_a_lock_or_user(spec_site: Site) -> None:
         (user, topic) for user, entries in acl.items() for _, topic in entries if "+" in topic
     }
     assert wildcards
-    assert {user for user, _ in wildcards} == {"backend"}
+    # the one exception: locks read the chunks of signed software updates, the same public
+    # bytes for every lock (kept once on the broker, not once per lock); only the backend writes
+    assert {user for user, topic in wildcards if topic != topics.UPDATE_CHUNKS} == {"backend"}
+    assert {
+        (access, user) for user, e in acl.items() for access, t in e if t == topics.UPDATE_CHUNKS
+    } == {
+        ("write", "backend"),
+        *(("read", lock) for lock in LOCKS),
+    }
     assert not [topic for entries in acl.values() for _, topic in entries if "#" in topic]
 
 
@@ -589,7 +606,9 @@ def test_without_a_home_assistant_user_no_home_assistant_topic_is_in_the_acl(
     assert "homeassistant/" not in text
     assert "smartlock/ha/" not in text
     acl = topics_for(spec_site)
-    wildcard_users = {user for user, e in acl.items() for _, topic in e if "+" in topic}
+    wildcard_users = {
+        user for user, e in acl.items() for _, t in e if "+" in t and t != topics.UPDATE_CHUNKS
+    }
     assert wildcard_users == {"backend"}
 
 

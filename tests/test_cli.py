@@ -127,7 +127,10 @@ def test_every_command_explains_itself_in_help(command: list[str], explanation: 
 
 @pytest.mark.parametrize(
     ("group", "commands"),
-    [(["lock"], ["run", "add", "list", "reset"]), (["guest"], ["unlock", "lock", "enroll"])],
+    [
+        (["lock"], ["run", "add", "list", "reset", "supervise"]),
+        (["guest"], ["unlock", "lock", "enroll"]),
+    ],
     ids=["lock", "guest"],
 )
 def test_command_groups_list_their_subcommands(group: list[str], commands: list[str]) -> None:

@@ -552,7 +552,28 @@ def test_audit_verify_names_the_first_entry_changed_in_the_database(
 def test_status_shows_unknown_for_a_lock_never_heard_from(site: Site) -> None:
     result = invoke(site, "status")
     assert result.exit_code == 0, result.output
-    assert table_rows(result.stdout) == [["lock_01", "unknown", "never", "", "unknown", "-/1"]]
+    assert table_rows(result.stdout) == [
+        ["lock_01", "unknown", "never", "", "unknown", "-/1", "?", ""]
+    ]
+
+
+def test_status_shows_the_version_a_lock_runs_and_its_update_steps(site: Site) -> None:
+    now = int(time.time())
+    with open_store(site) as store:
+        store.record_update_step("lock_01", version="0.1.0", step="running", reason="", at=now)
+        store.push_update(["lock_01"], bundle_id="ab" * 16, version="1.1.0", by="", now=now)
+    [row] = table_rows(invoke(site, "status").stdout)
+    assert row[6:] == ["0.1.0", "1.1.0 pushed"]
+    with open_store(site) as store:
+        store.record_update_step("lock_01", version="1.1.0", step="installed", reason="", at=now)
+    [row] = table_rows(invoke(site, "status").stdout)
+    assert row[6:] == ["0.1.0", "1.1.0 installed"]
+    with open_store(site) as store:
+        store.record_update_step(
+            "lock_01", version="1.1.0", step="rolled_back", reason="exited", at=now
+        )
+    [lock] = json.loads(invoke(site, "status", "--json").stdout)
+    assert (lock["software"], lock["update"]) == ("0.1.0", "1.1.0 rolled_back (exited)")
 
 
 def test_status_shows_an_online_lock_and_its_pending_revocations(site: Site) -> None:

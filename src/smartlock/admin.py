@@ -169,7 +169,7 @@ def _check_new_identity(site: Site, name: str, what: str) -> None:
         raise ConfigError(f"{name!r} is already a {kind} of this site")
 
 
-def _audit_admin(store: Store, who: str, lock_id: str, action: str, detail: str) -> None:
+def audit_admin(store: Store, who: str, lock_id: str, action: str, detail: str) -> None:
     """Management actions go to the audit log too: who was added, which pass revoked, ..."""
     store.append_audit(
         AuditRecord(
@@ -199,7 +199,7 @@ def add_user(
             except BaseException:  # no user in the store without a key pair and an account
                 store.remove_user(name, now=_now())
                 raise
-        _audit_admin(store, name, "", "user_add", role.value)
+        audit_admin(store, name, "", "user_add", role.value)
     return site, record, broker.reload_broker(site)
 
 
@@ -214,7 +214,7 @@ def remove_user(site: Site, name: str, *, db: str | None = None) -> tuple[Site, 
         if user is not None and user.active and user.role is Role.OWNER and len(owners) == 1:
             raise ConfigError(f"{name} is the site's last owner; add another owner first")
         revoked = store.remove_user(name, now=_now())
-        _audit_admin(store, name, "", "user_remove", f"passes revoked: {len(revoked)}")
+        audit_admin(store, name, "", "user_remove", f"passes revoked: {len(revoked)}")
     if name in site.users:
         site = remove_identity(site, name)
     return site, revoked, broker.reload_broker(site)
@@ -230,7 +230,7 @@ def add_lock(site: Site, lock_id: str, *, db: str | None = None) -> tuple[Site, 
             record = store.add_lock(lock_id, now=_now())
         if lock_id not in site.locks:
             site = add_identity(site, lock_id, lock=True)
-        _audit_admin(store, "", lock_id, "lock_add", "")
+        audit_admin(store, "", lock_id, "lock_add", "")
     return site, record, broker.reload_broker(site)
 
 
@@ -238,7 +238,7 @@ def reset_lock(site: Site, lock_id: str, *, db: str | None = None) -> LockRecord
     """A new command key epoch for ``lock_id`` (the backend hands the lock its new key)."""
     with open_store(site, db) as store:
         record = store.reset_lock(lock_id)
-        _audit_admin(store, "", lock_id, "lock_reset", f"command key epoch {record.command_epoch}")
+        audit_admin(store, "", lock_id, "lock_reset", f"command key epoch {record.command_epoch}")
         return record
 
 
@@ -329,7 +329,7 @@ def grant_pass_in(
         weekly_hours=hours,
         now=now,
     )
-    _audit_admin(store, guest, lock_id, "pass_grant", f"pass {record.pass_id}{_by(by)}")
+    audit_admin(store, guest, lock_id, "pass_grant", f"pass {record.pass_id}{_by(by)}")
     return record
 
 
@@ -340,7 +340,7 @@ def revoke_pass(site: Site, pass_id: int, *, db: str | None = None) -> PassRecor
 
 def revoke_pass_in(store: Store, pass_id: int, *, by: str = "") -> PassRecord:
     record = store.revoke_pass(pass_id, now=_now())
-    _audit_admin(store, record.guest, record.lock_id, "pass_revoke", f"pass {pass_id}{_by(by)}")
+    audit_admin(store, record.guest, record.lock_id, "pass_revoke", f"pass {pass_id}{_by(by)}")
     return record
 
 
@@ -371,7 +371,7 @@ def invite_in(
         code=code,
         ca_sha256=hashlib.sha256(site.ca_cert.read_bytes()).hexdigest(),
     )
-    _audit_admin(store, invitation.guest, invitation.lock_id, "invite", f"pass {pass_id}{_by(by)}")
+    audit_admin(store, invitation.guest, invitation.lock_id, "invite", f"pass {pass_id}{_by(by)}")
     return text, invitation
 
 
@@ -396,7 +396,7 @@ def set_web_password(site: Site, name: str, password: str, *, db: str | None = N
         raise ConfigError("a dashboard password is at most 1024 characters")
     with open_store(site, db) as store:
         store.set_web_password(name, crypto.hash_password(password), now=_now())
-        _audit_admin(store, name, "", "web_password", "dashboard password set")
+        audit_admin(store, name, "", "web_password", "dashboard password set")
 
 
 def enroll_guest(site: Site, invitation: Invitation, public_key_pem: bytes) -> tuple[Site, str]:
@@ -434,7 +434,7 @@ def set_web_totp(site: Site, name: str, *, db: str | None = None) -> TotpEnrollm
         secret = crypto.new_totp_secret()
         codes = second_factor.make_recovery_codes(crypto.random_bytes)
         store.set_web_totp(name, secret, [crypto.token_digest(code) for code in codes], now=_now())
-        _audit_admin(store, name, "", "web_totp", "second factor set; sessions signed out")
+        audit_admin(store, name, "", "web_totp", "second factor set; sessions signed out")
     return TotpEnrollment(
         secret=secret,
         uri=crypto.totp_provisioning_uri(secret, account=name, issuer=f"smartlock {site.name}"),
@@ -447,4 +447,4 @@ def remove_web_totp(site: Site, name: str, *, db: str | None = None) -> None:
     with open_store(site, db) as store:
         if not store.remove_web_totp(name):
             raise ConfigError(f"{name} has no second factor")
-        _audit_admin(store, name, "", "web_totp", "second factor removed")
+        audit_admin(store, name, "", "web_totp", "second factor removed")

@@ -51,6 +51,7 @@ def topics_for(site: Site) -> dict[str, list[tuple[str, str]]]:
             *(("write", topics.lock_topic("+", leaf)) for leaf in topics.LOCK_LEAVES_READ),
             *(("read", topics.lock_topic("+", leaf)) for leaf in topics.LOCK_LEAVES_WRITE),
             *(("write", topics.user_topic("+", leaf)) for leaf in topics.USER_LEAVES_READ),
+            ("write", topics.UPDATE_CHUNKS),
         ]
     }
     if site.home_assistant_user is not None:
@@ -63,6 +64,7 @@ def topics_for(site: Site) -> dict[str, list[tuple[str, str]]]:
         acl[lock_id] = [
             *(("read", topics.lock_topic(lock_id, leaf)) for leaf in topics.LOCK_LEAVES_READ),
             *(("write", topics.lock_topic(lock_id, leaf)) for leaf in topics.LOCK_LEAVES_WRITE),
+            ("read", topics.UPDATE_CHUNKS),
         ]
     for user in site.users:
         acl[user] = [

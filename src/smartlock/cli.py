@@ -331,8 +331,10 @@ def lock_command(
 ) -> None:
     """Run a lock agent: keys over MQTT, tokens over BLE, the bolt through the actuator."""
     from smartlock.adapters.actuator import open_actuator
+    from smartlock.adapters.slot_files import RESTART_FOR_UPDATE
     from smartlock.core.proximity import check_floor
     from smartlock.services.lock_agent import LockAgent
+    from smartlock.services.lock_updater import RestartForUpdate
 
     setup_logging(verbose)
     loaded = load_site(site)
@@ -357,7 +359,11 @@ def lock_command(
         )
     except (SmartlockError, ValueError) as exc:
         raise fail(str(exc)) from None
-    run(agent.run())
+    try:
+        run(agent.run())
+    except RestartForUpdate:
+        # an update was installed: 'smartlock lock supervise' starts it on trial
+        raise typer.Exit(RESTART_FOR_UPDATE) from None
 
 
 def _open(
@@ -465,13 +471,17 @@ def demo(
     raise typer.Exit(code)
 
 
-from smartlock import cli_admin, cli_dashboard  # noqa: E402 -- register their commands on ``app``
+from smartlock import cli_admin, cli_dashboard, cli_supervise  # noqa: E402 -- register their commands on ``app``
 
 cli_admin.register(app, lock_app)
+cli_supervise.register(lock_app)
 cli_dashboard.register(app, cli_admin.user_app, cli_admin.pass_app, guest_app)
 from smartlock import cli_release  # noqa: E402 -- release signing commands
 
 cli_release.register(app)
+from smartlock import cli_update  # noqa: E402 -- register its commands on ``app``
+
+cli_update.register(app)
 from smartlock import cli_doctor  # noqa: E402 -- register its command on ``app``
 
 cli_doctor.register(app)

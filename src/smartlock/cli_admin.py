@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from smartlock.adapters.store import AuditEntry, LockHealth, LockRecord, PassRecord
     from smartlock.core.alerts import Alert
+    from smartlock.core.records import LockUpdate
     from smartlock.site import Site
 
 _RELATIVE_PAST = re.compile(r"-([0-9]{1,12})([mhd])")  # more digits: out of range anyway
@@ -557,8 +558,20 @@ def audit_verify(ctx: typer.Context, site: SiteOption = DEFAULT_SITE, db: DbOpti
 # --- status --------------------------------------------------------------------------------------
 
 
+def _update_status(update: LockUpdate | None) -> str:
+    """The pushed update's last step, e.g. "1.1.0 installed" or "1.2.0 refused (not_newer)"."""
+    if update is None or not update.step or (update.step == "running" and not update.bundle_id):
+        return ""
+    text = f"{update.step_version} {update.step}"
+    if update.reason:
+        text += f" ({update.reason})"
+    if update.bundle_id and update.step_version != update.version:
+        text += f"; {update.version} pushed"
+    return text
+
+
 def _lock_status(
-    lock: LockRecord, health: LockHealth | None, site: Site, now: int
+    lock: LockRecord, health: LockHealth | None, site: Site, now: int, update: LockUpdate | None
 ) -> dict[str, Any]:
     applied = None if health is None else health.revocation_version_applied
     heartbeat = None if health is None else health.last_heartbeat
@@ -578,6 +591,8 @@ def _lock_status(
             else "pending" if applied < lock.revocation_version
             else "applied"
         ),
+        "software": (update.running_version if update else "") or None,
+        "update": _update_status(update) or None,
     }  # fmt: skip
 
 
@@ -586,14 +601,21 @@ def status(
     site: SiteOption = DEFAULT_SITE,
     db: DbOption = None,
 ) -> None:
-    """Show each lock's health: online or offline, last heartbeat, bolt, revocations applied."""
+    """Show each lock's health: online or offline, last heartbeat, bolt, revocations applied,
+    the software version it runs and the last step of a pushed update."""
     from smartlock.admin import open_store
 
     loaded = load_site(site)
     now = _now()
     with user_errors(), open_store(loaded, db) as store:
         rows = [
-            _lock_status(lock, store.lock_health(lock.lock_id), loaded, now)
+            _lock_status(
+                lock,
+                store.lock_health(lock.lock_id),
+                loaded,
+                now,
+                store.lock_update(lock.lock_id),
+            )
             for lock in store.list_locks()
         ]
     if as_json:
@@ -604,7 +626,16 @@ def status(
         return
     _print_table(
         f"Locks (times in {loaded.timezone})",
-        ("lock", "state", "last heartbeat", "age", "bolt", "revocations (lock/store)"),
+        (
+            "lock",
+            "state",
+            "last heartbeat",
+            "age",
+            "bolt",
+            "revocations (lock/store)",
+            "software",
+            "update",
+        ),
         [
             (
                 row["lock"],
@@ -614,6 +645,8 @@ def status(
                 row["bolt"],
                 f"{row['revocation_version_applied'] or '-'}/{row['revocation_version']}"
                 + (" pending" if row["revocations"] == "pending" else ""),
+                row["software"] or "?",
+                row["update"] or "",
             )
             for row in rows
         ],

@@ -1,7 +1,8 @@
 """Release signing, on the machine that holds the release key (it can stay offline).
 
 ``release keygen`` makes the release key pair; ``release sign`` turns the lock agent's wheel into
-a signed bundle (:mod:`smartlock.core.release`); ``release verify`` checks one as a lock would.
+a signed bundle (:mod:`smartlock.core.release`); ``release verify`` checks one as a lock would;
+``release trust`` pins the public half in a site, for its locks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated
 import typer
 
 from smartlock import crypto
-from smartlock.cli_common import fail
+from smartlock.cli_common import DEFAULT_SITE, SiteOption, fail, load_site
 from smartlock.core.release import (
     DEFAULT_MODEL,
     UpdateRefused,
@@ -137,3 +138,46 @@ def verify(
         f"needs {version_text(manifest.min_version)}+, {manifest.size} bytes, "
         f"sha256 {manifest.sha256[:16]}…"
     )
+
+
+@release_app.command("trust")
+def trust(
+    public: Annotated[Path, typer.Argument(help="The release public key (release.pub).")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Pin a different release key than the one pinned (locks then refuse bundles "
+            "signed by the old one).",
+        ),
+    ] = False,
+    site: SiteOption = DEFAULT_SITE,
+) -> None:
+    """Pin the release public key in the site: the locks accept only bundles it signed, and
+    'update push' offers only those."""
+    loaded = load_site(site)
+    data = _read(public, "the release public key")
+    try:
+        key = crypto.load_public_key(data)
+    except crypto.CryptoError as exc:
+        raise fail(f"{public}: {exc}") from None
+    target = loaded.release_public_path
+    fingerprint = crypto.public_key_fingerprint(key)
+    if target.exists():
+        try:
+            pinned = crypto.public_key_fingerprint(crypto.load_public_key(target.read_bytes()))
+        except (OSError, crypto.CryptoError):
+            pinned = ""
+        if pinned == fingerprint:
+            typer.echo(f"Release key {fingerprint} is already pinned in {loaded.root}")
+            return
+        if not replace:
+            raise fail(
+                f"a different release key ({pinned or 'unreadable'}) is pinned in {target}; "
+                "add --replace to pin this one instead"
+            )
+    try:
+        write_public(target, crypto.public_key_to_pem(key))
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror}") from None
+    typer.echo(f"Pinned release key {fingerprint}: {target}")

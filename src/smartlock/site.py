@@ -112,6 +112,19 @@ class Site:
         return self.radio_dir / f"{identity}.sock"
 
     @property
+    def release_public_path(self) -> Path:
+        """The release key's public half the locks pin (``smartlock release trust``)."""
+        return self.root / "public" / "release.pub"
+
+    @property
+    def updates_dir(self) -> Path:
+        """Pushed update bundles, by bundle id (``smartlock update push``)."""
+        return self.root / "updates"
+
+    def bundle_path(self, bundle_id: str) -> Path:
+        return self.updates_dir / f"{bundle_id}.slu"
+
+    @property
     def audit_key_path(self) -> Path:
         return self.root / "backend" / "audit.key"
 

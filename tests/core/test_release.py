@@ -12,6 +12,7 @@ from smartlock.core.release import (
     MAGIC,
     Manifest,
     UpdateRefused,
+    check_head,
     make_bundle,
     open_bundle,
     parse_version,
@@ -152,3 +153,91 @@ def test_a_bundle_that_makes_no_sense_is_not_made(
 ) -> None:
     with pytest.raises(ValueError, match=says):
         make_bundle(WHEEL, release_key=release_key, **kwargs)  # type: ignore[arg-type]
+
+
+# --- the head alone: what a lock checks before it downloads anything -----------------------------
+
+
+def _head(data: bytes) -> bytes:
+    """The bundle without its payload: magic, manifest, signature."""
+    _, _, payload = read_manifest_unverified(data)
+    return data[: len(data) - len(payload)]
+
+
+def _head_refusal(head: bytes, key: crypto.PrivateKey, **kwargs: str) -> str:
+    with pytest.raises(UpdateRefused) as refused:
+        check_head(
+            head,
+            release_public=key.public_key(),
+            running=parse_version(kwargs.get("running", "1.0.0")),
+            highest_installed=parse_version(kwargs.get("installed", "1.0.0")),
+            model=kwargs.get("model", "smartlock-agent"),
+        )
+    return refused.value.reason
+
+
+def test_check_head_accepts_a_head_without_its_payload(release_key: crypto.PrivateKey) -> None:
+    data = make_bundle(WHEEL, release_key=release_key, version=(1, 1, 0))
+    head = _head(data)
+    assert len(head) == len(data) - len(WHEEL)
+    manifest = check_head(
+        head,
+        release_public=release_key.public_key(),
+        running=(1, 0, 0),
+        highest_installed=(1, 0, 0),
+    )
+    assert manifest.version == (1, 1, 0)
+    assert (manifest.size, manifest.sha256) == (len(WHEEL), hashlib.sha256(WHEEL).hexdigest())
+
+
+@pytest.mark.parametrize(
+    ("signer", "bundle_kwargs", "lock_kwargs", "reason"),
+    [
+        ("other", {"version": (2, 0, 0)}, {}, "bad_signature"),
+        ("release", {"version": (1, 1, 0), "models": ("garage-door",)}, {}, "wrong_model"),
+        ("release", {"version": (1, 1, 0)}, {"model": "garage-door"}, "wrong_model"),
+        ("release", {"version": (1, 0, 0)}, {}, "not_newer"),
+        ("release", {"version": (1, 5, 0)}, {"installed": "2.0.0"}, "not_newer"),
+        ("release", {"version": (3, 0, 0), "min_version": (2, 0, 0)}, {}, "too_old"),
+    ],
+    ids=[
+        "other-key",
+        "bundle-for-another-model",
+        "lock-of-another-model",
+        "same-version",
+        "below-highest-installed",
+        "needs-a-newer-agent",
+    ],
+)
+def test_check_head_refuses_from_the_head_alone(
+    release_key: crypto.PrivateKey,
+    lock_key: crypto.PrivateKey,
+    signer: str,
+    bundle_kwargs: dict[str, object],
+    lock_kwargs: dict[str, str],
+    reason: str,
+) -> None:
+    key = release_key if signer == "release" else lock_key
+    data = make_bundle(WHEEL, release_key=key, **bundle_kwargs)  # type: ignore[arg-type]
+    assert _head_refusal(_head(data), release_key, **lock_kwargs) == reason
+    assert _refusal(data, release_key, **lock_kwargs) == reason  # the same as the whole bundle
+
+
+@pytest.mark.parametrize("keep", [0, 1, len(WHEEL) // 2, len(WHEEL) - 1])
+def test_open_bundle_refuses_a_head_that_passes_with_a_truncated_payload(
+    release_key: crypto.PrivateKey, keep: int
+) -> None:
+    data = make_bundle(WHEEL, release_key=release_key, version=(1, 1, 0))
+    cut = _head(data) + WHEEL[:keep]
+    manifest = check_head(
+        cut, release_public=release_key.public_key(), running=(1, 0, 0), highest_installed=(1, 0, 0)
+    )
+    assert manifest.size == len(WHEEL)  # the head passes: only the payload is wrong
+    assert _refusal(cut, release_key) == "bad_hash"
+
+
+def test_open_bundle_refuses_a_payload_with_extra_bytes_as_bad_hash(
+    release_key: crypto.PrivateKey,
+) -> None:
+    data = make_bundle(WHEEL, release_key=release_key, version=(1, 1, 0))
+    assert _refusal(data + b"\x00", release_key) == "bad_hash"

@@ -12,6 +12,7 @@ from smartlock.core.errors import Reason, Rejected
 from smartlock.core.messages import PROTOCOL_VERSION, Action, MessageType
 from smartlock.core.reports import (
     LABEL_LOCK_REPORT,
+    UPDATE_STEPS,
     CommandResult,
     Heartbeat,
     Lockout,
@@ -19,6 +20,7 @@ from smartlock.core.reports import (
     ReportBody,
     ReportKind,
     TokenRefused,
+    UpdateStep,
     body_from_json,
     body_to_json,
     open_report,
@@ -233,3 +235,61 @@ def test_body_survives_json_on_disk(body: ReportBody) -> None:
 def test_stored_garbage_is_a_value_error(garbage: object) -> None:
     with pytest.raises(ValueError, match="unreadable stored report"):
         body_from_json(garbage)
+
+
+# --- software update steps -----------------------------------------------------------------------
+
+UPDATE_STEP_BODIES = [
+    UpdateStep(version="1.1.0", step="downloading", reason=""),
+    UpdateStep(version="1.1.0", step="refused", reason="bad_signature"),
+    UpdateStep(version="1.1.0", step="installed", reason=""),
+    UpdateStep(version="1.1.0", step="healthy", reason=""),
+    UpdateStep(version="1.1.0", step="rolled_back", reason="not_healthy"),
+    UpdateStep(version="1.0.0", step="running", reason=""),
+]
+
+
+def test_every_update_step_is_tested() -> None:
+    assert sorted(body.step for body in UPDATE_STEP_BODIES) == sorted(UPDATE_STEPS)
+
+
+def test_update_steps_are_report_kind_five() -> None:
+    assert UpdateStep.kind is ReportKind.UPDATE_STEP
+    assert int(UpdateStep.kind) == 5
+    payload = _sealed(UPDATE_STEP_BODIES[0])
+    assert payload[2 + 2 + 4 + 4] == 5  # the kind byte after version, type, epoch, seq, at
+
+
+@pytest.mark.parametrize("body", UPDATE_STEP_BODIES, ids=UPDATE_STEPS)
+def test_sealed_update_step_opens_to_the_same_report(body: UpdateStep) -> None:
+    assert _open(_sealed(body)) == _report(body)
+
+
+@pytest.mark.parametrize("body", UPDATE_STEP_BODIES, ids=UPDATE_STEPS)
+def test_update_step_survives_json_on_disk(body: UpdateStep) -> None:
+    stored = json.loads(json.dumps(body_to_json(body)))
+    assert stored[0] == ReportKind.UPDATE_STEP
+    assert body_from_json(stored) == body
+
+
+def test_every_flipped_byte_of_an_update_step_report_is_refused() -> None:
+    payload = _sealed(UPDATE_STEP_BODIES[1])
+    for index in range(len(payload)):
+        flipped = bytearray(payload)
+        flipped[index] ^= 0x01
+        with pytest.raises(Rejected):
+            _open(bytes(flipped))
+
+
+@pytest.mark.parametrize("step", ["exploded", "", "Healthy", "pushed", "healthy "])
+def test_an_update_step_the_protocol_does_not_know_is_malformed(step: str) -> None:
+    unknown = UpdateStep(version="1.1.0", step=step, reason="")
+    assert _reason(_sealed(unknown)) is Reason.MALFORMED  # MAC'd by the lock, still refused
+    with pytest.raises(ValueError, match="unreadable stored report"):
+        body_from_json(body_to_json(unknown))
+
+
+def test_an_update_step_cut_short_is_malformed() -> None:
+    raw = UPDATE_STEP_BODIES[0].encode()[:-1]
+    payload = _sealed(_RawBody(kind=ReportKind.UPDATE_STEP, raw=raw))  # type: ignore[arg-type]
+    assert _reason(payload) is Reason.MALFORMED

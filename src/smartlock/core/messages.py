@@ -41,6 +41,8 @@ class MessageType(IntEnum):
     REVOCATION_LIST = 11
     LOCK_REPORT = 12
     ALERT = 13
+    UPDATE_OFFER = 14
+    UPDATE_CHUNK = 15
 
 
 class Action(IntEnum):

@@ -103,3 +103,30 @@ class Invitation:
     created_by: str
     expires_at: int
     used_at: int | None = None
+
+
+@dataclass(frozen=True)
+class LockUpdate:
+    """The update pushed to a lock and where it stands (``smartlock status``).
+
+    ``step`` is ``pushed`` until the lock reports (see :class:`smartlock.core.reports.UpdateStep`
+    for the others); ``step_version`` is the version that step was about.
+    """
+
+    lock_id: str
+    bundle_id: str
+    version: str
+    pushed_by: str
+    pushed_at: int
+    step: str
+    step_version: str
+    reason: str
+    step_at: int
+    running_version: str  # "" until the lock has said
+
+    FINAL_STEPS = frozenset({"healthy", "refused", "rolled_back"})
+
+    @property
+    def settled(self) -> bool:
+        """The lock has finished with the pushed bundle (applied, refused or reverted)."""
+        return self.step in self.FINAL_STEPS and self.step_version == self.version

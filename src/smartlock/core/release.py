@@ -163,21 +163,37 @@ def read_manifest_unverified(data: bytes) -> tuple[bytes, bytes, bytes]:
     return manifest, signature, data[consumed:]
 
 
-def open_bundle(
-    data: bytes,
+def _verified_manifest(data: bytes, release_public: crypto.PublicKey) -> Manifest:
+    manifest_bytes, signature, _ = read_manifest_unverified(data)
+    if not crypto.signature_is_valid(release_public, signature, SIGNATURE_LABEL + manifest_bytes):
+        raise UpdateRefused("bad_signature", "the bundle is not signed by the pinned release key")
+    return Manifest.decode(manifest_bytes)
+
+
+def _checked_payload(data: bytes, manifest: Manifest) -> Bundle:
+    _, _, payload = read_manifest_unverified(data)
+    if len(payload) != manifest.size or hashlib.sha256(payload).hexdigest() != manifest.sha256:
+        raise UpdateRefused("bad_hash", "the payload does not match its signed hash (truncated?)")
+    return Bundle(manifest, payload)
+
+
+def verify_bundle(data: bytes, *, release_public: crypto.PublicKey) -> Bundle:
+    """Signature and payload only (what ``update push`` checks before it offers a bundle; each
+    lock then decides on model and versions with :func:`open_bundle`)."""
+    return _checked_payload(data, _verified_manifest(data, release_public))
+
+
+def check_head(
+    head: bytes,
     *,
     release_public: crypto.PublicKey,
     running: Version,
     highest_installed: Version,
     model: str = DEFAULT_MODEL,
-) -> Bundle:
-    """The verified bundle, or :class:`UpdateRefused` saying why it must not be installed."""
-    manifest_bytes, signature, payload = read_manifest_unverified(data)
-    if not crypto.signature_is_valid(release_public, signature, SIGNATURE_LABEL + manifest_bytes):
-        raise UpdateRefused("bad_signature", "the bundle is not signed by the pinned release key")
-    manifest = Manifest.decode(manifest_bytes)
-    if len(payload) != manifest.size or hashlib.sha256(payload).hexdigest() != manifest.sha256:
-        raise UpdateRefused("bad_hash", "the payload does not match its signed hash (truncated?)")
+) -> Manifest:
+    """The verified manifest of a bundle's head (magic, manifest, signature; the payload may be
+    missing), or :class:`UpdateRefused`: what a lock checks before it downloads anything."""
+    manifest = _verified_manifest(head, release_public)
     if model not in manifest.models:
         raise UpdateRefused("wrong_model", f"the bundle is not for model {model}")
     if manifest.version <= highest_installed:
@@ -192,4 +208,23 @@ def open_bundle(
             f"version {version_text(manifest.version)} needs at least "
             f"{version_text(manifest.min_version)} installed first",
         )
-    return Bundle(manifest, payload)
+    return manifest
+
+
+def open_bundle(
+    data: bytes,
+    *,
+    release_public: crypto.PublicKey,
+    running: Version,
+    highest_installed: Version,
+    model: str = DEFAULT_MODEL,
+) -> Bundle:
+    """The verified bundle, or :class:`UpdateRefused` saying why it must not be installed."""
+    manifest = check_head(
+        data,
+        release_public=release_public,
+        running=running,
+        highest_installed=highest_installed,
+        model=model,
+    )
+    return _checked_payload(data, manifest)

@@ -9,7 +9,8 @@ once and a replayed one is refused.
 
 Kinds: a heartbeat (every ``heartbeat_s``: bolt state, revocation list version, keys held,
 lockout), the outcome of a remote command, a refused BLE token (reason, whom it was made for
-when the lock could tell, the attempt number) and the start of a lockout.  The lock keeps its
+when the lock could tell, the attempt number), the start of a lockout and the steps of a
+software update.  The lock keeps its
 reports on disk while it is offline and uploads them in order on reconnect.
 """
 
@@ -38,6 +39,7 @@ class ReportKind(IntEnum):
     COMMAND_RESULT = 2
     TOKEN_REFUSED = 3
     LOCKOUT = 4
+    UPDATE_STEP = 5
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,43 @@ class Lockout:
         return cls(reader.u32(), reader.u16())
 
 
-ReportBody = Heartbeat | CommandResult | TokenRefused | Lockout
-_BODIES: dict[int, type[Heartbeat] | type[CommandResult] | type[TokenRefused] | type[Lockout]] = {
+UPDATE_STEPS = ("downloading", "refused", "installed", "healthy", "rolled_back", "running")
+
+
+@dataclass(frozen=True)
+class UpdateStep:
+    """A step of a software update at the lock (README, "Updates"): ``downloading`` (the head
+    verified, chunks being fetched), ``refused`` (``reason`` says why), ``installed`` (in the
+    spare slot, restarting into it on trial), ``healthy`` (the trial passed: the new version
+    runs), ``rolled_back`` (``reason``: ``exited``, ``not_healthy`` or ``interrupted``), and
+    ``running`` (the version a lock runs, said once after each start)."""
+
+    version: str
+    step: str
+    reason: str
+    kind = ReportKind.UPDATE_STEP
+
+    def encode(self) -> bytes:
+        return Writer().text(self.version).text(self.step).text(self.reason).getvalue()
+
+    @classmethod
+    def decode(cls, reader: Reader) -> UpdateStep:
+        step = cls(reader.text_value(), reader.text_value(), reader.text_value())
+        if step.step not in UPDATE_STEPS:
+            raise Rejected(Reason.MALFORMED, "unknown update step")
+        return step
+
+
+ReportBody = Heartbeat | CommandResult | TokenRefused | Lockout | UpdateStep
+_BODIES: dict[
+    int,
+    type[Heartbeat] | type[CommandResult] | type[TokenRefused] | type[Lockout] | type[UpdateStep],
+] = {
     ReportKind.HEARTBEAT: Heartbeat,
     ReportKind.COMMAND_RESULT: CommandResult,
     ReportKind.TOKEN_REFUSED: TokenRefused,
     ReportKind.LOCKOUT: Lockout,
+    ReportKind.UPDATE_STEP: UpdateStep,
 }
 
 

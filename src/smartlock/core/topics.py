@@ -17,6 +17,8 @@ topic                               written by read by
 ``locks/{lock}/command_key``        backend    lock: per-lock command key (retained)
 ``locks/{lock}/revocations``        backend    lock: signed revocation list (retained)
 ``locks/{lock}/commands``           backend    lock: sealed remote commands
+``locks/{lock}/update``             backend    lock: offered software update (retained)
+``updates/{bundle}/{index}``        backend    locks: chunks of a signed update (retained)
 ``locks/{lock}/events``             lock       backend: acks, access events, reports
 ``locks/{lock}/availability``       lock       backend: ``online`` / ``offline`` (retained, will)
 ``homeassistant/lock/{lock}/config`` backend   Home Assistant: MQTT discovery (retained)
@@ -49,12 +51,13 @@ def user_topic(user: str, leaf: str) -> str:
 
 def lock_topic(lock_id: str, leaf: str) -> str:
     """``locks/{lock}/{leaf}`` with leaf one of session, command_key, revocations, commands,
-    events, availability."""
+    update, events, availability."""
     return f"locks/{lock_id}/{leaf}"
 
 
 USER_LEAVES_READ = ("session", "events", "replies", "alerts")
-LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands")
+LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands", "update")
+UPDATE_CHUNKS = "updates/+/+"  # signed software, the same for every lock: no secret in it
 LOCK_LEAVES_WRITE = ("events", "availability")
 ONLINE = b"online"
 OFFLINE = b"offline"

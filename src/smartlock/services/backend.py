@@ -9,7 +9,9 @@ Topics (all of them in :mod:`smartlock.core.topics`; ACL in :mod:`smartlock.brok
 * in  ``locks/{lock}/events``: key acks, access events (forwarded to ``users/{user}/events``),
   sequence-numbered reports (heartbeats, command results, refused tokens, lockouts);
 * in  ``locks/{lock}/availability`` (the lock's last will);
-* out, retained: ``locks/{lock}/command_key`` and ``locks/{lock}/revocations``;
+* out, retained: ``locks/{lock}/command_key``, ``locks/{lock}/revocations``, and for pushed
+  software updates ``locks/{lock}/update`` and ``updates/{bundle}/{index}``
+  (:mod:`smartlock.services.update_publisher`);
 * out ``users/{owner or resident}/alerts``.
 
 Every decision and every attempt goes to the audit log, once.  Key requests and remote commands
@@ -63,11 +65,19 @@ from smartlock.core.policy import (
     decide_key_request,
 )
 from smartlock.core.records import AuditRecord, Invitation, LockHealth, LockRecord
-from smartlock.core.reports import CommandResult, Heartbeat, Lockout, TokenRefused, open_report
+from smartlock.core.reports import (
+    CommandResult,
+    Heartbeat,
+    Lockout,
+    TokenRefused,
+    UpdateStep,
+    open_report,
+)
 from smartlock.core.revocation import make_revocation_list
 from smartlock.core.roles import Role
 from smartlock.services.common import Outbox, Rejections, reconnecting
 from smartlock.services.home_assistant import HomeAssistantBridge
+from smartlock.services.update_publisher import UpdatePublisher
 from smartlock.site import BACKEND_USER, Site, write_private
 
 logger = logging.getLogger("smartlock.backend")
@@ -196,6 +206,7 @@ class Backend:
         self.metrics = Metrics(lambda: self.rejections.counts)
         self._issuing: dict[bytes, float] = {}  # key id -> when its request arrived (latency)
         self._alert_listeners: set[asyncio.Queue[AlertNotice]] = set()
+        self.updates = UpdatePublisher(site, store, self._outbox, self.audit)
         self.home_assistant: HomeAssistantBridge | None = None
         if site.home_assistant_user is not None:
             self.home_assistant = HomeAssistantBridge(site, self._outbox)
@@ -422,6 +433,7 @@ class Backend:
             self._connection = mqtt
             self._published_keys.clear()
             self._published_revocations.clear()
+            self.updates.reset()
             try:
                 self.publish_lock_state()
             except Exception:  # the periodic tick tries again; the session must go on
@@ -488,6 +500,7 @@ class Backend:
         self._expire_commands(now)
         locks = self.store.list_locks()  # read once a tick, for both
         self.publish_lock_state(locks)
+        self.updates.publish()
         self._check_heartbeats(now, locks)
         self.metrics.locks_known.set(len(locks))
         if now >= self._next_certificate_check:
@@ -858,6 +871,9 @@ class Backend:
                 )
             elif isinstance(body, Lockout):
                 self._on_lockout(lock_id, report.at, report.seq, lock.command_epoch, body)
+            elif isinstance(body, UpdateStep):
+                event_key = f"report/{lock_id}/{lock.command_epoch}/{report.seq}"
+                self.updates.on_step(lock_id, report.at, body, event_key)
 
     def _on_access_event(self, lock_id: str, payload: bytes) -> None:
         event = open_access_event(

@@ -27,6 +27,8 @@ from smartlock import crypto
 from smartlock.adapters.actuator import Actuator, LoggingActuator
 from smartlock.adapters.mqtt import Incoming, LastWill, MqttConnection
 from smartlock.adapters.radio import AdvertisingReport, open_radio
+from smartlock.adapters.slot_files import SlotFiles
+from smartlock.adapters.supervisor_link import SupervisorLink
 from smartlock.core import topics
 from smartlock.core.access import make_access_event
 from smartlock.core.commands import CommandReceiver, open_command_key_delivery
@@ -41,6 +43,7 @@ from smartlock.core.lock_verifier import (
 )
 from smartlock.core.messages import Action
 from smartlock.core.proximity import check_signal
+from smartlock.core.release import version_text
 from smartlock.core.reports import (
     CommandResult,
     Heartbeat,
@@ -48,12 +51,16 @@ from smartlock.core.reports import (
     LockReport,
     ReportBody,
     TokenRefused,
+    UpdateStep,
     body_from_json,
     body_to_json,
     seal_report,
 )
 from smartlock.core.revocation import open_revocation_list
+from smartlock.core.update_slots import GRACE_S
+from smartlock.core.update_transfer import UPDATES_PREFIX
 from smartlock.services.common import Outbox, Rejections, reconnecting
+from smartlock.services.lock_updater import LockUpdater, RestartForUpdate
 from smartlock.site import BACKEND_USER, Site, write_private
 
 logger = logging.getLogger("smartlock.lock")
@@ -175,6 +182,26 @@ class LockAgent:
         self._synced = asyncio.Event()
         self._held: list[Incoming] = []
         self._next_lockout_report = 0.0
+        # software updates (README, "Updates"): only under 'smartlock lock supervise'
+        self.supervisor = SupervisorLink.from_env()
+        self.slots = SlotFiles.for_lock(site, lock_id)
+        self._mqtt: MqttConnection | None = None
+        self._subscribing: set[asyncio.Task[None]] = set()
+        self._restart = asyncio.Event()
+        self._mqtt_ready = asyncio.Event()
+        self._radio_ready = asyncio.Event()
+        self.updater = LockUpdater(
+            site,
+            lock_id,
+            files=self.slots,
+            supervised=self.supervisor is not None,
+            grace_s=GRACE_S if self.supervisor is None else self.supervisor.grace_s,
+            report=self._report,
+            subscribe=self._subscribe_chunks,
+            restart=self._restart.set,
+            rejections=self.rejections,
+            clock=clock,
+        )
 
     def _restore(self, raw: bytes) -> None:
         try:
@@ -198,13 +225,71 @@ class LockAgent:
         return topics.lock_topic(self.lock_id, "events")
 
     async def run(self) -> None:
+        """Serve until cancelled; :class:`RestartForUpdate` once an update is installed."""
+        self._report(UpdateStep(version_text(self.updater.running), "running", ""))
+        self._take_outcome()  # a trial that ended while no agent ran (rolled back)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(reconnecting(self._mqtt_session, logger), name="lock-mqtt")
-                tasks.create_task(self._scan(), name="lock-radio")
+            async with contextlib.AsyncExitStack() as stack:
+                link = self.supervisor
+                if link is not None:
+                    await stack.enter_async_context(link)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(reconnecting(self._mqtt_session, logger), name="lock-mqtt")
+                    tasks.create_task(self._scan(), name="lock-radio")
+                    tasks.create_task(self._restart_when_installed(), name="lock-update")
+                    if link is not None:
+                        tasks.create_task(self._supervised(link), name="lock-supervisor")
+        except* RestartForUpdate:
+            raise RestartForUpdate from None
         finally:
             self.actuator.close()
             logger.info("Lock %s stopping; %s", self.lock_id, self.rejections.summary())
+
+    # --- updates -------------------------------------------------------------------------------
+
+    async def _restart_when_installed(self) -> None:
+        await self._restart.wait()
+        raise RestartForUpdate  # the "installed" report is on disk: the next agent sends it
+
+    async def _supervised(self, link: SupervisorLink) -> None:
+        """Tell the supervisor once this version works (broker synced, radio scanning); report
+        what it then decided."""
+        await self._mqtt_ready.wait()
+        await self._radio_ready.wait()
+        await link.report_healthy()
+        async for _ in link.outcome_pings():
+            self._take_outcome()
+
+    def _take_outcome(self) -> None:
+        try:
+            outcome = self.slots.read_outcome()
+        except ConfigError as exc:
+            logger.error("%s; ignored", exc)
+            self.slots.clear_outcome()
+            return
+        if outcome is None:
+            return
+        version = version_text(outcome.version)
+        self._report(UpdateStep(version, outcome.step, outcome.reason))
+        self.slots.clear_outcome()
+        log = logger.info if outcome.step == "healthy" else logger.warning
+        log("Update %s: %s (%s)", version, outcome.step, outcome.detail or "ok")
+
+    def _on_update_chunk(self, message: Incoming) -> None:
+        self.updater.on_chunk(message.topic, message.payload)
+
+    def _subscribe_chunks(self, wanted: list[str]) -> None:
+        mqtt = self._mqtt
+        if mqtt is None:
+            return  # subscribed again on reconnect, when the retained offer comes back
+
+        async def subscribe() -> None:
+            for topic in wanted:
+                await mqtt.subscribe(topic)
+
+        task = asyncio.get_running_loop().create_task(subscribe(), name="lock-update-chunks")
+        self._subscribing.add(task)
+        task.add_done_callback(self._subscribing.discard)
 
     # --- MQTT ----------------------------------------------------------------------------------
 
@@ -229,6 +314,7 @@ class LockAgent:
         finally:
             # Not connected (or the first attempt failed): the door works offline on what the
             # lock knows.
+            self._mqtt = None
             self._syncing = False
             self._booted = True
 
@@ -236,10 +322,11 @@ class LockAgent:
         self._syncing = True
         self._synced.clear()
         self._held.clear()
+        self._mqtt = mqtt
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
             # The revocation list first: nothing else is handled until it is applied.
-            for leaf in ("revocations", "command_key", "session", "commands"):
+            for leaf in ("revocations", "command_key", "session", "commands", "update"):
                 await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
             try:
                 await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
@@ -252,6 +339,7 @@ class LockAgent:
             self._booted = True
             logger.info("Subscribed to %s for session keys", self.session_topic)
             await mqtt.publish(availability, topics.ONLINE, retain=True)
+            self._mqtt_ready.set()
             tasks.create_task(self._acks.drain(mqtt.publish), name="lock-acks")
             tasks.create_task(self._send_events(mqtt), name="lock-events")
             tasks.create_task(self._heartbeats(), name="lock-heartbeat")
@@ -277,10 +365,14 @@ class LockAgent:
 
     def _handle(self, message: Incoming) -> None:
         leaf = message.topic.rsplit("/", 1)[-1]
-        if leaf == "session":
+        if message.topic.startswith(UPDATES_PREFIX + "/"):
+            self._safely(self._on_update_chunk, message)
+        elif leaf == "session":
             self._safely(self.on_delivery, message.payload)
         elif leaf == "commands":
             self._safely(self.on_command, message.payload)
+        elif leaf == "update":
+            self._safely(self.updater.on_offer, message.payload)
 
     def _safely(self, handler: Callable[[T], None], item: T) -> None:
         """A bug costs one message or advertisement, never the lock (the bolt stays as it is)."""
@@ -435,6 +527,7 @@ class LockAgent:
     async def _scan(self) -> None:
         async with open_radio(self.radio_transport, name=self.lock_id) as radio:
             logger.info("Scanning for BLE advertisements on %s", self.radio_transport)
+            self._radio_ready.set()
             scanner = radio.scan()
             async for report in scanner:
                 if self._booted:

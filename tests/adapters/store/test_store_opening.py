@@ -104,7 +104,7 @@ def test_reopening_a_current_database_changes_nothing(
     Store.open(store_url, audit_key=audit_key).close()
     Store.open(store_url, audit_key=audit_key).close()
     with raw_engine.connect() as connection:
-        assert connection.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0004"]
+        assert connection.scalars(text("SELECT version_num FROM alembic_version")).all() == ["0005"]
 
 
 def test_a_schema_from_a_newer_smartlock_is_a_config_error(

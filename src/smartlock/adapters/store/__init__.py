@@ -48,6 +48,7 @@ from smartlock.adapters.store.tables import (
     WebSessionRow,
     WebTotpRow,
 )
+from smartlock.adapters.store.updates import UpdatesStore
 from smartlock.core.errors import ConfigError, StoreError, StoreUnavailable
 from smartlock.core.issuance import MAX_KEY_TTL_S
 from smartlock.core.roles import Role
@@ -66,7 +67,7 @@ __all__ = [
 AUDIT_KEY_BYTES = 32
 
 
-class Store(DashboardStore):
+class Store(DashboardStore, UpdatesStore):
     """The backend's database.  Open it with :meth:`open`; close it (or use ``with``)."""
 
     def __init__(self, engine: Engine, *, audit_key: bytes) -> None:

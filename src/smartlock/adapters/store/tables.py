@@ -196,4 +196,22 @@ class WebRecoveryCodeRow(Base):
     used_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class LockUpdateRow(Base):
+    """The software update pushed to a lock (``smartlock update push``) and the last step the
+    lock reported for it; ``running_version`` is what the lock last said it runs."""
+
+    __tablename__ = "lock_updates"
+
+    lock_id: Mapped[str] = mapped_column(ForeignKey("locks.lock_id"), primary_key=True)
+    bundle_id: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(20))
+    pushed_by: Mapped[str] = mapped_column(String(IDENTIFIER_LENGTH))
+    pushed_at: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[str] = mapped_column(String(16))
+    step_version: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(32))
+    step_at: Mapped[int] = mapped_column(BigInteger)
+    running_version: Mapped[str] = mapped_column(String(20))
+
+
 metadata = Base.metadata
