@@ -96,7 +96,7 @@ def test_every_unit_runs_this_environments_smartlock_on_the_absolute_site() -> N
     ]
     assert values(units[BACKEND_UNIT], "ExecStart") == [str(EXE), "backend", "--site", str(SITE)]
     assert values(units[LOCK_UNIT], "ExecStart") == [
-        str(EXE), "lock", "run", "--id", "%i", "--site", str(SITE),
+        str(EXE), "lock", "supervise", "--id", "%i", "--site", str(SITE),
     ]  # fmt: skip
 
 

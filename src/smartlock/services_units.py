@@ -314,7 +314,8 @@ def render_backend_unit(spec: UnitSpec) -> str:
 
 
 def render_lock_unit(spec: UnitSpec) -> str:
-    """The lock agents' template: ``smartlock-lock@ID.service`` runs ``lock run --id ID``."""
+    """The lock agents' template: ``smartlock-lock@ID.service`` runs ``lock supervise --id ID``
+    (the agent from its active software slot, updates on trial, rollback by itself)."""
     site = spec.site
     return _join(
         _header(spec, LOCK_UNIT, "a lock agent; the instance name is the lock id"),
@@ -326,8 +327,10 @@ def render_lock_unit(spec: UnitSpec) -> str:
             "After=network-online.target smartlock-broker.service smartlock-radio-hub.service",
         ],
         [""],
-        _service(spec, command="lock run --id %i", working_directory=site / "locks" / "%i"),
+        _service(spec, command="lock supervise --id %i", working_directory=site / "locks" / "%i"),
         [
+            "# The supervisor runs 'lock run' from the active software slot (locks/ID/slots)",
+            "# and passes it every option it does not know itself.",
             "# Options per lock (--radio usb:0, --actuator gpio:17, --min-rssi -70, ...):",
             "#   systemctl edit smartlock-lock@ID, then repeat ExecStart= empty and in full.",
             "# A real radio or GPIO needs its device, which PrivateDevices=yes hides.  In that",
