@@ -491,6 +491,9 @@ cli_units.register(app)
 from smartlock import cli_rotate  # noqa: E402 -- register its command on ``app``
 
 cli_rotate.register(app)
+from smartlock import cli_rotate_keys  # noqa: E402 -- 'rotate lock-key' on the rotate group
+
+cli_rotate_keys.register(cli_rotate.rotate_app)
 
 
 def main() -> None:

@@ -108,6 +108,15 @@ class Site:
         self.identity_dir(identity)  # raises for unknown ids
         return self.root / "public" / kind / f"{identity}.pub"
 
+    def previous_private_key_path(self, identity: str) -> Path:
+        """The key pair a key rotation replaced, kept until it is finished (the overlap)."""
+        path = self.private_key_path(identity)
+        return path.with_name(path.name + ".previous")
+
+    def previous_public_key_path(self, identity: str) -> Path:
+        path = self.public_key_path(identity)
+        return path.with_name(path.name + ".previous")
+
     def radio_socket(self, identity: str) -> Path:
         return self.radio_dir / f"{identity}.sock"
 

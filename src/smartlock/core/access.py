@@ -10,7 +10,7 @@ another client.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from smartlock import crypto
 from smartlock.core.errors import Reason, Rejected
@@ -52,12 +52,20 @@ def make_access_event(
 
 
 def open_access_event(
-    payload: bytes, *, lock_id: str, lock_public: crypto.PublicKey
+    payload: bytes,
+    *,
+    lock_id: str,
+    lock_public: crypto.PublicKey,
+    previous_lock_publics: Sequence[crypto.PublicKey] = (),
 ) -> AccessEvent:
-    """Verify an event published by ``lock_id`` (the broker's ACL proves which lock published)."""
+    """Verify an event published by ``lock_id`` (the broker's ACL proves which lock published).
+    During a rotation of the lock's key, an event signed with the previous key (kept on the
+    lock while it was offline) still verifies."""
     event_unverified = AccessEvent.from_bytes(payload)
-    if not crypto.signature_is_valid(
-        lock_public, event_unverified.signature, event_unverified.signed_bytes()
+    signed = event_unverified.signed_bytes()
+    if not any(
+        crypto.signature_is_valid(key, event_unverified.signature, signed)
+        for key in (lock_public, *previous_lock_publics)
     ):
         raise Rejected(Reason.BAD_SIGNATURE, f"access event not signed by {lock_id}")
     if event_unverified.lock_id != lock_id:

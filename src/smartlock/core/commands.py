@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from smartlock import crypto
@@ -168,8 +168,10 @@ def open_command_key_delivery(
     lock_id: str,
     lock_key: crypto.PrivateKey,
     backend_public: crypto.PublicKey,
+    previous_lock_keys: Sequence[crypto.PrivateKey] = (),
 ) -> tuple[int, bytes]:
-    """Verify and decrypt a delivery for ``lock_id``: ``(epoch, command key)``."""
+    """Verify and decrypt a delivery for ``lock_id``: ``(epoch, command key)``.  During a
+    rotation of the lock's key, a delivery made for the previous key still opens."""
     delivery_unverified = CommandKeyDelivery.from_bytes(payload)
     if not crypto.signature_is_valid(
         backend_public, delivery_unverified.signature, delivery_unverified.signed_bytes()
@@ -178,10 +180,14 @@ def open_command_key_delivery(
     delivery = delivery_unverified
     if delivery.lock_id != lock_id:
         raise Rejected(Reason.WRONG_LOCK, f"command key for {delivery.lock_id}")
-    try:
-        key = crypto.decrypt_with(lock_key, delivery.ciphertext)
-    except crypto.CryptoError:
-        raise Rejected(Reason.UNDECRYPTABLE, "command key") from None
+    for candidate in (lock_key, *previous_lock_keys):
+        try:
+            key = crypto.decrypt_with(candidate, delivery.ciphertext)
+            break
+        except crypto.CryptoError:
+            continue
+    else:
+        raise Rejected(Reason.UNDECRYPTABLE, "command key")
     if len(key) != crypto.SESSION_KEY_BYTES:
         raise Rejected(Reason.MALFORMED, "command key size")
     return delivery.epoch, key

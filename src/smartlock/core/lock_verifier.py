@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smartlock import crypto
@@ -95,6 +96,7 @@ class LockVerifier:
         lock_id: str,
         backend_public: crypto.PublicKey,
         lock_key: crypto.PrivateKey,
+        previous_lock_keys: Sequence[crypto.PrivateKey] = (),
         clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
         duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
         token_window_s: float = DEFAULT_CLOCK_SKEW_S,
@@ -112,7 +114,7 @@ class LockVerifier:
         # key id -> when an unlock under it was last counted against its pass
         self._last_counted_use: dict[bytes, float] = {}
         self._backend_public = backend_public
-        self._lock_key = lock_key
+        self._lock_keys = (lock_key, *previous_lock_keys)
         self._clock_skew_s = clock_skew_s
         self._duplicate_window_s = duplicate_window_s
         self._token_window_s = token_window_s
@@ -123,15 +125,38 @@ class LockVerifier:
 
     # --- key deliveries --------------------------------------------------------------------
 
-    def accept_delivery(self, payload: bytes, now: float) -> KeyInstalled:
-        key = open_lock_delivery(
+    def _open_delivery(self, payload: bytes, now: float) -> SessionKey:
+        """Under the lock's key, else (a rotation's overlap) under a previous one."""
+        *earlier, last = self._lock_keys
+        for lock_key in earlier:
+            try:
+                return self._open_delivery_with(payload, now, lock_key)
+            except Rejected as rejected:
+                if rejected.reason is not Reason.UNDECRYPTABLE:
+                    raise
+        return self._open_delivery_with(payload, now, last)
+
+    def _open_delivery_with(
+        self, payload: bytes, now: float, lock_key: crypto.PrivateKey
+    ) -> SessionKey:
+        return open_lock_delivery(
             payload,
             lock_id=self.lock_id,
             backend_public=self._backend_public,
-            lock_key=self._lock_key,
+            lock_key=lock_key,
             now=now,
             clock_skew_s=self._clock_skew_s,
         )
+
+    def set_lock_keys(
+        self, lock_key: crypto.PrivateKey, previous: Sequence[crypto.PrivateKey] = ()
+    ) -> None:
+        """The lock's key was rotated: deliveries for ``lock_key`` open, and during the overlap
+        those still made for a ``previous`` key too."""
+        self._lock_keys = (lock_key, *previous)
+
+    def accept_delivery(self, payload: bytes, now: float) -> KeyInstalled:
+        key = self._open_delivery(payload, now)
         guest_id = key.header.guest_id
         if self._is_revoked(key):
             raise Rejected(

@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from smartlock import admin, crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
@@ -113,12 +114,20 @@ class _PendingCommand:
     channel: str
 
 
+def _file_version(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
 class SiteDirectory:
     """The issuer's view of the world: the store at request time, the site's public keys."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._keys: dict[str, tuple[int, crypto.PublicKey]] = {}  # identity -> (mtime, key)
+        self._previous: dict[str, tuple[int, crypto.PublicKey]] = {}
 
     def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
         self._backend.check_not_locked_out(user, now)
@@ -135,17 +144,34 @@ class SiteDirectory:
 
     def public_key(self, identity: str) -> crypto.PublicKey:
         """``identity``'s public key, read again when its file changed (a user removed and
-        added back has a new key pair)."""
+        added back has a new key pair, a lock's key was rotated)."""
         site = self._backend.refresh_site(identity)
         path = site.public_key_path(identity)
-        try:
-            version = path.stat().st_mtime_ns
-        except OSError:
-            version = -1  # let public_key() raise its clear error
+        version = _file_version(path)  # -1: let public_key() raise its clear error
         cached = self._keys.get(identity)
         if cached is None or cached[0] != version:
             cached = self._keys[identity] = (version, site.public_key(identity))
         return cached[1]
+
+    def key_version(self, identity: str) -> int:
+        """Changes whenever ``identity``'s public key file is replaced."""
+        return _file_version(self._backend.refresh_site(identity).public_key_path(identity))
+
+    def previous_publics(self, identity: str) -> tuple[crypto.PublicKey, ...]:
+        """The key an unfinished rotation replaced (``smartlock rotate lock-key``), if any."""
+        path = self._backend.refresh_site(identity).previous_public_key_path(identity)
+        version = _file_version(path)
+        if version == -1:
+            return ()
+        cached = self._previous.get(identity)
+        if cached is None or cached[0] != version:
+            try:
+                key = crypto.load_public_key(path.read_bytes())
+            except (OSError, crypto.CryptoError) as exc:
+                logger.error("Previous key of %s unreadable (%s); not accepted", identity, exc)
+                return ()
+            cached = self._previous[identity] = (version, key)
+        return (cached[1],)
 
     def lock_public(self, lock_id: str) -> crypto.PublicKey:
         return self.public_key(lock_id)
@@ -191,7 +217,9 @@ class Backend:
         self._command_ids = RecentIds(window_s=EVENT_MEMORY_S)
         self._pending_commands: dict[bytes, _PendingCommand] = {}  # by the command's nonce
         self._late_commands: dict[bytes, _PendingCommand] = {}  # timed out, still remembered
-        self._published_keys: dict[str, int] = {}  # lock -> command key epoch published
+        # lock -> (command key epoch, lock key file version) published: a rotated lock key gets
+        # the command key again, sealed for the new key
+        self._published_keys: dict[str, tuple[int, int]] = {}
         self._published_revocations: dict[str, int] = {}  # lock -> revocation list version
         self._publish_failures: dict[str, int] = {}  # lock -> version already alerted about
         self._command_rate = RateLimit(burst=COMMAND_BURST, per_minute=COMMANDS_PER_MINUTE)
@@ -877,7 +905,10 @@ class Backend:
 
     def _on_access_event(self, lock_id: str, payload: bytes) -> None:
         event = open_access_event(
-            payload, lock_id=lock_id, lock_public=self.directory.lock_public(lock_id)
+            payload,
+            lock_id=lock_id,
+            lock_public=self.directory.lock_public(lock_id),
+            previous_lock_publics=self.directory.previous_publics(lock_id),
         )
         if self._event_ids.seen_before(event.event_id, self._clock()):
             raise Rejected(Reason.REPLAY, f"access event from {lock_id} already received")
@@ -1111,7 +1142,8 @@ class Backend:
     def _publish_one_lock_state(
         self, lock: LockRecord, now: float, removed_cache: list[list[tuple[str, int]]]
     ) -> None:
-        if self._published_keys.get(lock.lock_id) != lock.command_epoch:
+        published = (lock.command_epoch, self.directory.key_version(lock.lock_id))
+        if self._published_keys.get(lock.lock_id) != published:
             delivery = make_command_key_delivery(
                 master=self._command_master,
                 lock_id=lock.lock_id,
@@ -1123,7 +1155,7 @@ class Backend:
             self._outbox.put(
                 topics.lock_topic(lock.lock_id, "command_key"), bytes(delivery), retain=True
             )
-            self._published_keys[lock.lock_id] = lock.command_epoch
+            self._published_keys[lock.lock_id] = published
         if self._published_revocations.get(lock.lock_id) != lock.revocation_version:
             if not removed_cache:
                 removed_cache.append(self.store.revoked_user_keys(since=int(now) - MAX_KEY_TTL_S))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from smartlock import crypto
 from smartlock.adapters.actuator import Actuator, LoggingActuator
+from smartlock.adapters.key_files import RotatingKey
 from smartlock.adapters.mqtt import Incoming, LastWill, MqttConnection
 from smartlock.adapters.radio import AdvertisingReport, open_radio
 from smartlock.adapters.slot_files import SlotFiles
@@ -150,12 +151,15 @@ class LockAgent:
         self._min_rssi = min_rssi  # dBm; None: no floor
         self._heartbeat_s = heartbeat_s or site.heartbeat_s
         self._clock = clock
-        self._lock_key = site.private_key(lock_id)
+        self._lock_keys = RotatingKey(
+            site.private_key_path(lock_id), site.previous_private_key_path(lock_id)
+        )
         self._backend_public = site.public_key(BACKEND_USER)
         self.verifier = LockVerifier(
             lock_id=lock_id,
             backend_public=self._backend_public,
-            lock_key=self._lock_key,
+            lock_key=self._lock_keys.current,
+            previous_lock_keys=self._lock_keys.previous,
             duplicate_window_s=duplicate_window_s,
             token_window_s=token_window_s,
             intrusion=IntrusionDetector(
@@ -403,12 +407,29 @@ class LockAgent:
             len(dropped),
         )
 
+    def _refresh_lock_keys(self) -> None:
+        """Follow a rotation of the lock's key (``smartlock rotate lock-key``) without a restart."""
+        try:
+            changed = self._lock_keys.refresh()
+        except ConfigError as exc:
+            logger.error("Lock key unreadable (%s); keeping the keys in use", exc)
+            return
+        if changed:
+            self.verifier.set_lock_keys(self._lock_keys.current, self._lock_keys.previous)
+            logger.info(
+                "Lock key rotated: now %s%s",
+                crypto.public_key_fingerprint(self._lock_keys.current.public_key()),
+                ", the previous one still accepted" if self._lock_keys.previous else "",
+            )
+
     def on_command_key(self, payload: bytes) -> None:
+        self._refresh_lock_keys()
         try:
             epoch, key = open_command_key_delivery(
                 payload,
                 lock_id=self.lock_id,
-                lock_key=self._lock_key,
+                lock_key=self._lock_keys.current,
+                previous_lock_keys=self._lock_keys.previous,
                 backend_public=self._backend_public,
             )
             changed = self.commands.install(epoch, key)
@@ -421,6 +442,7 @@ class LockAgent:
         self.events.ready.set()  # reports waiting for a key can go now
 
     def on_delivery(self, payload: bytes) -> None:
+        self._refresh_lock_keys()
         try:
             installed = self.verifier.accept_delivery(payload, self._clock())
         except Rejected as rejected:
@@ -564,6 +586,7 @@ class LockAgent:
             self._act(granted)
 
     def _act(self, granted: AccessGranted) -> None:
+        self._refresh_lock_keys()
         try:
             self._persist()  # the counter is spent before the bolt moves
         except OSError as exc:
@@ -577,7 +600,10 @@ class LockAgent:
         if not self._drive(granted.action, guest_id):
             return
         event = make_access_event(
-            granted, lock_key=self._lock_key, now=self._clock(), random_bytes=crypto.random_bytes
+            granted,
+            lock_key=self._lock_keys.current,
+            now=self._clock(),
+            random_bytes=crypto.random_bytes,
         )
         self.events.add_payload(bytes(event))
         self._persist_or_log("access event")

@@ -1,0 +1,45 @@
+"""A private key that follows its file, for key rotation without a restart (``smartlock rotate
+lock-key``): the holder asks :meth:`RotatingKey.refresh` before each use and gets the new key,
+plus the previous one while the rotation's overlap lasts (its ``.previous`` file exists)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smartlock import crypto
+from smartlock.core.errors import ConfigError
+
+
+def _version(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return -1
+
+
+def _load(path: Path) -> crypto.PrivateKey:
+    try:
+        return crypto.load_private_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+class RotatingKey:
+    def __init__(self, current: Path, previous: Path) -> None:
+        self._paths = (current, previous)
+        self._seen = (-2, -2)
+        self.current: crypto.PrivateKey
+        self.previous: tuple[crypto.PrivateKey, ...] = ()
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Read the files again if either changed; True when the keys changed."""
+        seen = (_version(self._paths[0]), _version(self._paths[1]))
+        if seen == self._seen:
+            return False
+        current = _load(self._paths[0])
+        previous = () if seen[1] == -1 else (_load(self._paths[1]),)
+        self.current, self.previous, self._seen = current, previous, seen
+        return True

@@ -1,0 +1,69 @@
+"""Rotating a lock's RSA key pair with an overlap (``smartlock rotate lock-key LOCK``).
+
+Start: the current pair is copied to ``*.previous`` files, then the new private key replaces the
+lock's (the lock agent reads it again before its next use), then the new public key replaces
+the site's copy (the backend reads it again, seals new session keys and the lock's command key
+for it).  Until the rotation is finished, the lock still opens deliveries sealed for the
+previous key (in flight, or retained on the broker) and the backend still accepts events the
+lock signed with it (kept on the lock while it was offline).  Finish: the previous pair is
+deleted, so a copy of the old private key is worth nothing from then on.
+
+Each step writes the new file before anything refers to it and is safe to run again after a
+crash: a start interrupted before the new key was written leaves a "previous" equal to the
+current key, which finishing removes.
+"""
+
+from __future__ import annotations
+
+from smartlock import crypto
+from smartlock.core.errors import ConfigError
+from smartlock.site import Site, write_private, write_public
+
+
+def _check_lock(site: Site, lock_id: str) -> None:
+    if lock_id not in site.locks:
+        raise ConfigError(
+            f"no lock {lock_id!r} in site {site.root} (locks: {', '.join(site.locks)})"
+        )
+
+
+def rotation_under_way(site: Site, lock_id: str) -> bool:
+    return site.previous_private_key_path(lock_id).exists()
+
+
+def start_lock_key_rotation(site: Site, lock_id: str) -> tuple[str, str]:
+    """A new key pair for ``lock_id``, the previous one kept for the overlap; returns the
+    (previous, new) public key fingerprints."""
+    _check_lock(site, lock_id)
+    if rotation_under_way(site, lock_id):
+        raise ConfigError(
+            f"a rotation of {lock_id}'s key is under way: finish it first "
+            f"(smartlock rotate lock-key {lock_id} --finish)"
+        )
+    private_path, public_path = site.private_key_path(lock_id), site.public_key_path(lock_id)
+    try:
+        old_private = private_path.read_bytes()
+        old_public = public_path.read_bytes()
+        old = crypto.load_private_key(old_private)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {lock_id}'s key ({exc.strerror})") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{private_path}: {exc}") from None
+    new = crypto.generate_private_key()
+    write_public(site.previous_public_key_path(lock_id), old_public)
+    write_private(site.previous_private_key_path(lock_id), old_private)
+    write_private(private_path, crypto.private_key_to_pem(new))  # the lock's side first
+    write_public(public_path, crypto.public_key_to_pem(new.public_key()))
+    return (
+        crypto.public_key_fingerprint(old.public_key()),
+        crypto.public_key_fingerprint(new.public_key()),
+    )
+
+
+def finish_lock_key_rotation(site: Site, lock_id: str) -> None:
+    """End the overlap: the previous key pair is deleted."""
+    _check_lock(site, lock_id)
+    if not rotation_under_way(site, lock_id):
+        raise ConfigError(f"no rotation of {lock_id}'s key is under way")
+    site.previous_public_key_path(lock_id).unlink(missing_ok=True)
+    site.previous_private_key_path(lock_id).unlink(missing_ok=True)
