@@ -10,7 +10,8 @@ deleted, so a copy of the old private key is worth nothing from then on.
 
 Each step writes the new file before anything refers to it and is safe to run again after a
 crash: a start interrupted before the new key was written leaves a "previous" equal to the
-current key, which finishing removes.
+current key, which finishing removes; one interrupted between the new private key and its public
+half is completed (the public half made from the private key) by the next start or finish.
 """
 
 from __future__ import annotations
@@ -31,11 +32,28 @@ def rotation_under_way(site: Site, lock_id: str) -> bool:
     return site.previous_private_key_path(lock_id).exists()
 
 
+def _complete_interrupted_start(site: Site, lock_id: str) -> None:
+    """A start cut between the new private key and its public half: publish the public half
+    the private key has (the backend then seals for the key the lock holds)."""
+    private_path, public_path = site.private_key_path(lock_id), site.public_key_path(lock_id)
+    try:
+        held = crypto.load_private_key(private_path.read_bytes())
+        published = public_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {lock_id}'s key ({exc.strerror})") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{private_path}: {exc}") from None
+    expected = crypto.public_key_to_pem(held.public_key())
+    if published != expected:
+        write_public(public_path, expected)
+
+
 def start_lock_key_rotation(site: Site, lock_id: str) -> tuple[str, str]:
     """A new key pair for ``lock_id``, the previous one kept for the overlap; returns the
     (previous, new) public key fingerprints."""
     _check_lock(site, lock_id)
     if rotation_under_way(site, lock_id):
+        _complete_interrupted_start(site, lock_id)
         raise ConfigError(
             f"a rotation of {lock_id}'s key is under way: finish it first "
             f"(smartlock rotate lock-key {lock_id} --finish)"
@@ -65,5 +83,6 @@ def finish_lock_key_rotation(site: Site, lock_id: str) -> None:
     _check_lock(site, lock_id)
     if not rotation_under_way(site, lock_id):
         raise ConfigError(f"no rotation of {lock_id}'s key is under way")
+    _complete_interrupted_start(site, lock_id)
     site.previous_public_key_path(lock_id).unlink(missing_ok=True)
     site.previous_private_key_path(lock_id).unlink(missing_ok=True)

@@ -147,3 +147,64 @@ def test_ack_tag_is_not_a_token_or_key_ack_tag(event, key) -> None:
     # domain separation: the same session key makes different tags for different purposes
     assert event.ack_tag != make_token(key, event.counter, event.action).tag
     assert event.ack_tag != make_key_ack(key).tag
+
+
+# --- a rotation of the lock's key: the overlap --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rotated_key():
+    """The lock's new key after ``smartlock rotate lock-key``; ``lock_key`` is the previous one."""
+    from smartlock import crypto
+
+    return crypto.generate_private_key()
+
+
+def _open_rotated(payload: bytes, rotated_key, previous=()) -> AccessEvent:
+    return open_access_event(
+        payload,
+        lock_id=LOCK,
+        lock_public=rotated_key.public_key(),
+        previous_lock_publics=[key.public_key() for key in previous],
+    )
+
+
+def test_event_signed_with_the_previous_key_verifies_during_the_overlap(
+    event, rotated_key, lock_key
+) -> None:
+    # event is signed with lock_key: kept on the lock while it was offline during the rotation
+    assert _open_rotated(bytes(event), rotated_key, (lock_key,)) == event
+
+
+def test_event_signed_with_the_previous_key_is_refused_once_the_overlap_is_over(
+    event, rotated_key
+) -> None:
+    assert _reason(_open_rotated, bytes(event), rotated_key) is Reason.BAD_SIGNATURE
+
+
+def test_event_signed_with_the_new_key_verifies_during_and_after_the_overlap(
+    grant, rotated_key, lock_key, random_bytes
+) -> None:
+    signed = make_access_event(grant, lock_key=rotated_key, now=NOW, random_bytes=random_bytes)
+    assert _open_rotated(bytes(signed), rotated_key, (lock_key,)) == signed
+    assert _open_rotated(bytes(signed), rotated_key) == signed
+
+
+def test_event_signed_by_an_unrelated_key_is_refused_even_during_the_overlap(
+    grant, rotated_key, lock_key, other_lock_key, random_bytes
+) -> None:
+    forged = make_access_event(grant, lock_key=other_lock_key, now=NOW, random_bytes=random_bytes)
+    assert _reason(_open_rotated, bytes(forged), rotated_key, (lock_key,)) is Reason.BAD_SIGNATURE
+
+
+def test_event_signed_with_the_previous_key_on_another_locks_topic_is_wrong_lock(
+    event, rotated_key, lock_key
+) -> None:
+    reason = _reason(
+        open_access_event,
+        bytes(event),
+        lock_id=OTHER_LOCK,
+        lock_public=rotated_key.public_key(),
+        previous_lock_publics=(lock_key.public_key(),),
+    )
+    assert reason is Reason.WRONG_LOCK

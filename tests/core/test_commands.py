@@ -565,3 +565,87 @@ def test_command_reply_with_an_altered_field_is_refused(
 def test_mangled_command_reply_is_refused(backend_key, mangle, reason: Reason) -> None:
     payload = mangle(bytes(_reply(backend_key)))
     assert _reason(open_command_reply, payload, backend_public=backend_key.public_key()) is reason
+
+
+# --- a rotation of the lock's key: the overlap --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rotated_key() -> crypto.PrivateKey:
+    """The lock's new key after ``smartlock rotate lock-key``; ``lock_key`` is the previous one."""
+    return crypto.generate_private_key()
+
+
+@pytest.fixture
+def decryptions(monkeypatch: pytest.MonkeyPatch) -> list[crypto.PrivateKey]:
+    """The lock keys a command key delivery was decrypted with, in order."""
+    tried: list[crypto.PrivateKey] = []
+    real = crypto.decrypt_with
+
+    def _decrypt(key: crypto.PrivateKey, ciphertext: bytes) -> bytes:
+        tried.append(key)
+        return real(key, ciphertext)
+
+    monkeypatch.setattr(crypto, "decrypt_with", _decrypt)
+    return tried
+
+
+def _open_rotated(payload: bytes, backend_key, rotated_key, previous=()) -> tuple[int, bytes]:
+    return open_command_key_delivery(
+        payload,
+        lock_id=LOCK,
+        lock_key=rotated_key,
+        backend_public=backend_key.public_key(),
+        previous_lock_keys=previous,
+    )
+
+
+def test_command_key_sealed_for_the_previous_key_opens_during_the_overlap(
+    key_delivery, backend_key, lock_key, rotated_key
+) -> None:
+    # key_delivery is sealed for lock_key: retained on the broker from before the rotation
+    opened = _open_rotated(bytes(key_delivery), backend_key, rotated_key, (lock_key,))
+    assert opened == (EPOCH, KEY)
+
+
+def test_command_key_sealed_for_the_previous_key_is_undecryptable_once_the_overlap_is_over(
+    key_delivery, backend_key, rotated_key
+) -> None:
+    reason = _reason(_open_rotated, bytes(key_delivery), backend_key, rotated_key)
+    assert reason is Reason.UNDECRYPTABLE
+
+
+def test_command_key_sealed_for_the_new_key_opens_at_the_first_try(
+    backend_key, lock_key, rotated_key, decryptions
+) -> None:
+    republished = _key_delivery(backend_key, rotated_key.public_key())
+    assert _open_rotated(bytes(republished), backend_key, rotated_key) == (EPOCH, KEY)
+    assert _open_rotated(bytes(republished), backend_key, rotated_key, (lock_key,)) == (EPOCH, KEY)
+    assert decryptions == [rotated_key, rotated_key]
+
+
+def test_command_key_sealed_for_no_key_of_the_lock_is_undecryptable_during_the_overlap(
+    backend_key, lock_key, rotated_key, other_lock_key, decryptions
+) -> None:
+    misdirected = _key_delivery(backend_key, other_lock_key.public_key())
+    reason = _reason(_open_rotated, bytes(misdirected), backend_key, rotated_key, (lock_key,))
+    assert reason is Reason.UNDECRYPTABLE
+    assert decryptions == [rotated_key, lock_key]
+
+
+def test_command_key_with_a_bad_signature_is_refused_without_trying_any_key(
+    backend_key, lock_key, rotated_key, other_lock_key, decryptions
+) -> None:
+    forged = _key_delivery(other_lock_key, lock_key.public_key())  # sealed for the previous key
+    reason = _reason(_open_rotated, bytes(forged), backend_key, rotated_key, (lock_key,))
+    assert reason is Reason.BAD_SIGNATURE
+    assert decryptions == []
+
+
+def test_command_key_for_another_lock_is_refused_without_trying_any_key(
+    backend_key, lock_key, rotated_key, other_lock_key, decryptions
+) -> None:
+    for_other = _key_delivery(backend_key, lock_key.public_key(), OTHER_LOCK)
+    reason = _reason(_open_rotated, bytes(for_other), backend_key, rotated_key, (lock_key,))
+    assert reason is Reason.WRONG_LOCK
+    assert decryptions == []

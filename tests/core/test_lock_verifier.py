@@ -1090,3 +1090,124 @@ def test_failures_counted_before_a_restart_still_count(guarded, long_key, make_v
     restarted.restore(guarded.snapshot())
     refusal = _fail(restarted, long_key, 4)
     assert (refusal.attempt, refusal.lockout_until) == (4, NOW + LOCKOUT_S)
+
+
+# --- a rotation of the lock's key: the overlap --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rotated_key():
+    """The lock's new key after ``smartlock rotate lock-key``; ``lock_key`` is the previous one."""
+    from smartlock import crypto
+
+    return crypto.generate_private_key()
+
+
+@pytest.fixture
+def attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The lock keys the verifier tried a delivery with, in order."""
+    from smartlock.core import lock_verifier
+
+    tried: list[object] = []
+    real = lock_verifier.open_lock_delivery
+
+    def _open(payload: bytes, **kwargs):
+        tried.append(kwargs["lock_key"])
+        return real(payload, **kwargs)
+
+    monkeypatch.setattr(lock_verifier, "open_lock_delivery", _open)
+    return tried
+
+
+def test_delivery_sealed_for_the_previous_key_is_accepted_during_the_overlap(
+    verifier, issue, rotated_key, lock_key
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    issued = issue()  # sealed for lock_key: made, or retained on the broker, before the rotation
+    assert verifier.accept_delivery(issued.lock_payload, NOW) == KeyInstalled(issued.issuance.key)
+
+
+def test_delivery_sealed_for_the_previous_key_is_undecryptable_once_the_overlap_is_over(
+    verifier, issue, rotated_key, lock_key
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    verifier.set_lock_keys(rotated_key)  # finished: the previous key is gone
+    assert _reason(verifier.accept_delivery, issue().lock_payload, NOW) is Reason.UNDECRYPTABLE
+    assert verifier.active_keys(NOW) == []
+
+
+def test_delivery_sealed_for_the_new_key_opens_with_the_new_key_alone(
+    verifier, issue, rotated_key, attempts
+) -> None:
+    verifier.set_lock_keys(rotated_key)
+    issued = issue(lock_public=rotated_key.public_key())
+    assert verifier.accept_delivery(issued.lock_payload, NOW) == KeyInstalled(issued.issuance.key)
+    assert attempts == [rotated_key]
+
+
+def test_delivery_sealed_for_the_new_key_opens_during_the_overlap_at_the_first_try(
+    verifier, issue, rotated_key, lock_key, attempts
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    issued = issue(lock_public=rotated_key.public_key())
+    assert verifier.accept_delivery(issued.lock_payload, NOW) == KeyInstalled(issued.issuance.key)
+    assert attempts == [rotated_key]
+
+
+def test_delivery_sealed_for_the_new_key_is_undecryptable_before_the_rotation(
+    verifier, issue, rotated_key
+) -> None:
+    issued = issue(lock_public=rotated_key.public_key())
+    assert _reason(verifier.accept_delivery, issued.lock_payload, NOW) is Reason.UNDECRYPTABLE
+
+
+def test_delivery_sealed_for_no_key_of_the_lock_is_undecryptable_during_the_overlap(
+    verifier, issue, rotated_key, lock_key, other_lock_key, attempts
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    stranger = issue(lock_public=other_lock_key.public_key()).lock_payload
+    assert _reason(verifier.accept_delivery, stranger, NOW) is Reason.UNDECRYPTABLE
+    assert attempts == [rotated_key, lock_key]
+    assert verifier.active_keys(NOW) == []
+
+
+def test_delivery_with_a_bad_signature_is_refused_without_trying_the_previous_key(
+    verifier, issue, rotated_key, lock_key, other_lock_key, attempts
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    forged = issue(signer=other_lock_key).lock_payload  # sealed for the previous key, too
+    assert _reason(verifier.accept_delivery, forged, NOW) is Reason.BAD_SIGNATURE
+    assert attempts == [rotated_key]
+
+
+def test_delivery_for_another_lock_is_refused_without_trying_the_previous_key(
+    verifier, issue, rotated_key, lock_key, attempts
+) -> None:
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    for_other = issue(lock_id=OTHER_LOCK).lock_payload
+    assert _reason(verifier.accept_delivery, for_other, NOW) is Reason.WRONG_LOCK
+    assert attempts == [rotated_key]
+
+
+def test_previous_keys_given_at_construction_open_deliveries_too(
+    backend_key, rotated_key, lock_key, issue
+) -> None:
+    verifier = LockVerifier(
+        lock_id=LOCK,
+        backend_public=backend_key.public_key(),
+        lock_key=rotated_key,
+        previous_lock_keys=(lock_key,),
+        intrusion=IntrusionDetector(threshold=1_000_000),
+    )
+    old, new = issue(), issue(guest_id="guest2", lock_public=rotated_key.public_key())
+    assert verifier.accept_delivery(old.lock_payload, NOW) == KeyInstalled(old.issuance.key)
+    assert verifier.accept_delivery(new.lock_payload, NOW) == KeyInstalled(new.issuance.key)
+
+
+def test_a_delivery_opened_under_the_previous_key_is_still_refused_when_replayed(
+    verifier, issue, rotated_key, lock_key
+) -> None:
+    issued = issue()
+    verifier.accept_delivery(issued.lock_payload, NOW)
+    verifier.set_lock_keys(rotated_key, previous=(lock_key,))
+    assert _reason(verifier.accept_delivery, issued.lock_payload, NOW + 1) is Reason.REPLAY

@@ -10,11 +10,13 @@ from smartlock import crypto
 from smartlock.core.errors import ConfigError
 
 
-def _version(path: Path) -> int:
+def _version(path: Path) -> tuple[int, int]:
+    """Changes when the file is replaced (a new inode) or rewritten (a new mtime)."""
     try:
-        return path.stat().st_mtime_ns
+        stat = path.stat()
     except FileNotFoundError:
-        return -1
+        return (-1, -1)
+    return (stat.st_ino, stat.st_mtime_ns)
 
 
 def _load(path: Path) -> crypto.PrivateKey:
@@ -29,7 +31,7 @@ def _load(path: Path) -> crypto.PrivateKey:
 class RotatingKey:
     def __init__(self, current: Path, previous: Path) -> None:
         self._paths = (current, previous)
-        self._seen = (-2, -2)
+        self._seen: tuple[tuple[int, int], ...] = ()
         self.current: crypto.PrivateKey
         self.previous: tuple[crypto.PrivateKey, ...] = ()
         self.refresh()
@@ -40,6 +42,6 @@ class RotatingKey:
         if seen == self._seen:
             return False
         current = _load(self._paths[0])
-        previous = () if seen[1] == -1 else (_load(self._paths[1]),)
+        previous = () if seen[1] == (-1, -1) else (_load(self._paths[1]),)
         self.current, self.previous, self._seen = current, previous, seen
         return True
