@@ -49,6 +49,8 @@ NONCE_BYTES = 12
 
 PrivateKey = rsa.RSAPrivateKey
 PublicKey = rsa.RSAPublicKey
+# the keys a signature may come from: one, or (during a key rotation) the new and the previous
+TrustedKeys = PublicKey | tuple[PublicKey, ...]
 
 
 class CryptoError(Exception):
@@ -101,6 +103,22 @@ def load_public_key(pem: bytes) -> PublicKey:
     return key
 
 
+def public_key_to_der(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_key_der(der: bytes) -> PublicKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        raise CryptoError("not a DER public key") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < RSA_KEY_BITS:
+        raise CryptoError(f"not an RSA public key of at least {RSA_KEY_BITS} bits")
+    return key
+
+
 def public_key_fingerprint(key: PublicKey) -> str:
     """Short SHA-256 fingerprint of a public key, for logs and ``smartlock init`` output."""
     der = key.public_bytes(
@@ -132,12 +150,15 @@ def sign(key: PrivateKey, message: bytes) -> bytes:
     return key.sign(message, _PSS, hashes.SHA256())
 
 
-def signature_is_valid(key: PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        key.verify(signature, message, _PSS, hashes.SHA256())
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+def signature_is_valid(key: TrustedKeys, signature: bytes, message: bytes) -> bool:
+    """RSA-PSS(SHA-256) check of ``signature`` by ``key`` (or by any one of several keys)."""
+    for candidate in key if isinstance(key, tuple) else (key,):
+        try:
+            candidate.verify(signature, message, _PSS, hashes.SHA256())
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False
 
 
 def signature_size(key: PublicKey | PrivateKey) -> int:

@@ -1,4 +1,5 @@
-"""Rotating a lock's RSA key pair with an overlap (``smartlock rotate lock-key LOCK``).
+"""Rotating a lock's or the backend's RSA key pair with an overlap (``smartlock rotate lock-key
+LOCK`` and ``smartlock rotate backend-key``; the backend's is described further down).
 
 Start: the current pair is copied to ``*.previous`` files, then the new private key replaces the
 lock's (the lock agent reads it again before its next use), then the new public key replaces
@@ -16,9 +17,12 @@ half is completed (the public half made from the private key) by the next start 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from smartlock import crypto
 from smartlock.core.errors import ConfigError
-from smartlock.site import Site, write_private, write_public
+from smartlock.site import BACKEND_USER, Site, write_private, write_public
 
 
 def _check_lock(site: Site, lock_id: str) -> None:
@@ -86,3 +90,86 @@ def finish_lock_key_rotation(site: Site, lock_id: str) -> None:
     _complete_interrupted_start(site, lock_id)
     site.previous_public_key_path(lock_id).unlink(missing_ok=True)
     site.previous_private_key_path(lock_id).unlink(missing_ok=True)
+
+
+# --- the backend's key ---------------------------------------------------------------------------
+#
+# Start: the new private key is staged (backend.key.next), the site's public copy of the current
+# key becomes public/backend.pub.previous, the new public key public/backend.pub (devices that
+# read the site now trust both), the current private key backend.key.previous, and the staged
+# key backend.key: the backend signs with it from its next tick and, while the previous private
+# key exists, tells every device -- signed with the previous key -- to trust the new one
+# (:mod:`smartlock.core.backend_key`).  Finish: the previous public key becomes
+# public/backend.pub.retired (the backend tells devices to drop it, signed with the new key),
+# and the previous pair is deleted.  A start cut anywhere resumes from the staged key.
+
+
+def _backend_paths(site: Site) -> tuple[Path, Path, Path, Path, Path]:
+    private = site.private_key_path(BACKEND_USER)
+    return (
+        private,
+        private.with_name(private.name + ".next"),
+        site.previous_private_key_path(BACKEND_USER),
+        site.public_key_path(BACKEND_USER),
+        site.previous_public_key_path(BACKEND_USER),
+    )
+
+
+def backend_rotation_under_way(site: Site) -> bool:
+    return site.previous_private_key_path(BACKEND_USER).exists()
+
+
+def start_backend_key_rotation(site: Site) -> tuple[str, str]:
+    """A new signing key for the backend, the previous one still trusted; returns the
+    (previous, new) fingerprints."""
+    private, staged, previous_private, public, previous_public = _backend_paths(site)
+    if backend_rotation_under_way(site) and not staged.exists():
+        raise ConfigError(
+            "a rotation of the backend's key is under way: finish it first "
+            "(smartlock rotate backend-key --finish)"
+        )
+    try:
+        if not staged.exists():
+            write_private(staged, crypto.private_key_to_pem(crypto.generate_private_key()))
+        new = crypto.load_private_key(staged.read_bytes())
+        if not previous_private.exists():
+            old_private = private.read_bytes()
+        else:  # resumed: the current key was already set aside
+            old_private = previous_private.read_bytes()
+        old = crypto.load_private_key(old_private)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the backend's key ({exc.strerror})") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"the backend's key: {exc}") from None
+    write_public(previous_public, crypto.public_key_to_pem(old.public_key()))
+    write_public(public, crypto.public_key_to_pem(new.public_key()))
+    write_private(previous_private, old_private)
+    os.replace(staged, private)
+    site.retired_backend_key_path.unlink(missing_ok=True)
+    return (
+        crypto.public_key_fingerprint(old.public_key()),
+        crypto.public_key_fingerprint(new.public_key()),
+    )
+
+
+def finish_backend_key_rotation(site: Site) -> str:
+    """End the overlap: devices are told to drop the previous key, which is deleted; returns
+    its fingerprint."""
+    _, staged, previous_private, _, previous_public = _backend_paths(site)
+    if staged.exists():
+        raise ConfigError(
+            "a start of the backend key's rotation was cut short: run 'smartlock rotate "
+            "backend-key' again to complete it"
+        )
+    if not backend_rotation_under_way(site):
+        raise ConfigError("no rotation of the backend's key is under way")
+    try:
+        old = crypto.load_private_key(previous_private.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the previous backend key ({exc.strerror})") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"the previous backend key: {exc}") from None
+    write_public(site.retired_backend_key_path, crypto.public_key_to_pem(old.public_key()))
+    previous_private.unlink()
+    previous_public.unlink(missing_ok=True)
+    return crypto.public_key_fingerprint(old.public_key())

@@ -79,6 +79,20 @@ class Site:
         return self.root / "ca.crt"
 
     @property
+    def ca_key(self) -> Path:
+        return self.root / "ca" / "ca.key"
+
+    @property
+    def next_ca_key(self) -> Path:
+        """The key of the CA a started ``smartlock rotate ca`` moves to (until ``--finish``)."""
+        return self.root / "ca" / "next.key"
+
+    @property
+    def next_ca_cert(self) -> Path:
+        """The certificate of that CA; ca.crt holds it next to the current one meanwhile."""
+        return self.root / "ca" / "next.crt"
+
+    @property
     def broker_dir(self) -> Path:
         return self.root / "broker"
 
@@ -116,6 +130,11 @@ class Site:
     def previous_public_key_path(self, identity: str) -> Path:
         path = self.public_key_path(identity)
         return path.with_name(path.name + ".previous")
+
+    @property
+    def retired_backend_key_path(self) -> Path:
+        """The backend key a finished rotation retired: the backend tells devices to drop it."""
+        return self.root / "public" / "backend.pub.retired"
 
     def radio_socket(self, identity: str) -> Path:
         return self.radio_dir / f"{identity}.sock"

@@ -81,7 +81,7 @@ def _cut(detail: str) -> str:
     return detail.encode()[:MAX_DETAIL_BYTES].decode("utf-8", "ignore")
 
 
-def open_alert(payload: bytes, *, backend_public: crypto.PublicKey) -> Alert:
+def open_alert(payload: bytes, *, backend_public: crypto.TrustedKeys) -> Alert:
     alert_unverified = Alert.from_bytes(payload)
     if not crypto.signature_is_valid(
         backend_public, alert_unverified.signature, alert_unverified.signed_bytes()

@@ -167,7 +167,7 @@ def open_command_key_delivery(
     *,
     lock_id: str,
     lock_key: crypto.PrivateKey,
-    backend_public: crypto.PublicKey,
+    backend_public: crypto.TrustedKeys,
     previous_lock_keys: Sequence[crypto.PrivateKey] = (),
 ) -> tuple[int, bytes]:
     """Verify and decrypt a delivery for ``lock_id``: ``(epoch, command key)``.  During a
@@ -385,7 +385,7 @@ def make_command_reply(
     )
 
 
-def open_command_reply(payload: bytes, *, backend_public: crypto.PublicKey) -> CommandReply:
+def open_command_reply(payload: bytes, *, backend_public: crypto.TrustedKeys) -> CommandReply:
     reply_unverified = CommandReply.from_bytes(payload)
     if not crypto.signature_is_valid(
         backend_public, reply_unverified.signature, reply_unverified.signed_bytes()

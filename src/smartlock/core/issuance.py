@@ -137,7 +137,7 @@ def open_lock_delivery(
     payload: bytes,
     *,
     lock_id: str,
-    backend_public: crypto.PublicKey,
+    backend_public: crypto.TrustedKeys,
     lock_key: crypto.PrivateKey,
     now: float,
     clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
@@ -164,7 +164,7 @@ def open_guest_delivery(
     guest_id: str,
     lock_id: str,
     request_id: bytes,
-    backend_public: crypto.PublicKey,
+    backend_public: crypto.TrustedKeys,
     guest_key: crypto.PrivateKey,
     now: float,
     clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
@@ -219,7 +219,7 @@ def make_denial(
 
 
 def open_denial(
-    payload: bytes, *, guest_id: str, request_id: bytes, backend_public: crypto.PublicKey
+    payload: bytes, *, guest_id: str, request_id: bytes, backend_public: crypto.TrustedKeys
 ) -> SessionDenied:
     denial_unverified = SessionDenied.from_bytes(payload)
     if not crypto.signature_is_valid(

@@ -103,6 +103,10 @@ class KeyIssuer:
         self._request_ids = RecentIds(window_s=MAX_REQUEST_AGE_S + clock_skew_s)
         self._request_rate = RateLimit(burst=REQUEST_BURST, per_minute=REQUESTS_PER_MINUTE)
 
+    def set_backend_key(self, backend_key: crypto.PrivateKey) -> None:
+        """Sign from now on with ``backend_key`` (``smartlock rotate backend-key``)."""
+        self._backend_key = backend_key
+
     def on_request(self, guest_id: str, payload: bytes, now: float) -> DeliverToLock | DenyGuest:
         """Answer one request; raises :class:`Rejected` when there is no one to answer."""
         request = SessionRequest.from_bytes(payload)

@@ -94,7 +94,7 @@ class LockVerifier:
         self,
         *,
         lock_id: str,
-        backend_public: crypto.PublicKey,
+        backend_public: crypto.TrustedKeys,
         lock_key: crypto.PrivateKey,
         previous_lock_keys: Sequence[crypto.PrivateKey] = (),
         clock_skew_s: int = DEFAULT_CLOCK_SKEW_S,
@@ -147,6 +147,10 @@ class LockVerifier:
             now=now,
             clock_skew_s=self._clock_skew_s,
         )
+
+    def set_backend_keys(self, backend_public: crypto.TrustedKeys) -> None:
+        """The backend's key was rotated: deliveries signed by any of these are accepted."""
+        self._backend_public = backend_public
 
     def set_lock_keys(
         self, lock_key: crypto.PrivateKey, previous: Sequence[crypto.PrivateKey] = ()

@@ -43,6 +43,7 @@ class MessageType(IntEnum):
     ALERT = 13
     UPDATE_OFFER = 14
     UPDATE_CHUNK = 15
+    BACKEND_KEY = 16
 
 
 class Action(IntEnum):

@@ -100,7 +100,7 @@ def make_revocation_list(
 
 
 def open_revocation_list(
-    payload: bytes, *, lock_id: str, backend_public: crypto.PublicKey
+    payload: bytes, *, lock_id: str, backend_public: crypto.TrustedKeys
 ) -> RevocationList:
     list_unverified = RevocationList.from_bytes(payload)
     if not crypto.signature_is_valid(

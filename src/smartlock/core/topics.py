@@ -13,11 +13,13 @@ topic                               written by read by
 ``users/{user}/events``             backend    user: the lock's access event (proof it acted)
 ``users/{user}/replies``            backend    user: answer to a remote command (v5 response)
 ``users/{user}/alerts``             backend    owner / resident: security and health alerts
+``users/{user}/backend_key``        backend    user: the backend key to trust (retained)
 ``locks/{lock}/session``            backend    lock: session key deliveries
 ``locks/{lock}/command_key``        backend    lock: per-lock command key (retained)
 ``locks/{lock}/revocations``        backend    lock: signed revocation list (retained)
 ``locks/{lock}/commands``           backend    lock: sealed remote commands
 ``locks/{lock}/update``             backend    lock: offered software update (retained)
+``locks/{lock}/backend_key``        backend    lock: the backend key to trust (retained)
 ``updates/{bundle}/{index}``        backend    locks: chunks of a signed update (retained)
 ``locks/{lock}/events``             lock       backend: acks, access events, reports
 ``locks/{lock}/availability``       lock       backend: ``online`` / ``offline`` (retained, will)
@@ -55,8 +57,8 @@ def lock_topic(lock_id: str, leaf: str) -> str:
     return f"locks/{lock_id}/{leaf}"
 
 
-USER_LEAVES_READ = ("session", "events", "replies", "alerts")
-LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands", "update")
+USER_LEAVES_READ = ("session", "events", "replies", "alerts", "backend_key")
+LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands", "update", "backend_key")
 UPDATE_CHUNKS = "updates/+/+"  # signed software, the same for every lock: no secret in it
 LOCK_LEAVES_WRITE = ("events", "availability")
 ONLINE = b"online"

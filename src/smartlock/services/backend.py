@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smartlock import admin, crypto
+from smartlock.adapters.key_files import RotatingKey
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.store import Store
 from smartlock.adapters.web.backend_port import AlertNotice, CommandOutcome, Enrollment
@@ -37,6 +38,7 @@ from smartlock.adapters.web.metrics import Metrics
 from smartlock.core import home_assistant, topics
 from smartlock.core.access import open_access_event
 from smartlock.core.alerts import make_alert
+from smartlock.core.backend_key import ENDORSE, RETIRE, make_backend_key_notice
 from smartlock.core.commands import (
     CommandRequest,
     command_key,
@@ -112,6 +114,10 @@ class _PendingCommand:
     reply: ReplyTo
     deadline: float
     channel: str
+
+
+def token_words(token: tuple[int, str]) -> tuple[str, str]:
+    return ("trust" if token[0] == ENDORSE else "drop", token[1])
 
 
 def _file_version(path: Path) -> int:
@@ -194,7 +200,11 @@ class Backend:
         self._clock = clock
         self._command_timeout_s = command_timeout_s
         self.rejections = Rejections(logger)
-        self._backend_key = site.private_key(BACKEND_USER)
+        # the signing key, followed on disk: 'rotate backend-key' replaces it while we run
+        self._signing = RotatingKey(
+            site.private_key_path(BACKEND_USER), site.previous_private_key_path(BACKEND_USER)
+        )
+        self._notices_sent: tuple[int, str] | None = None  # (kind, key) told to every device
         self._command_master = site.secret(site.command_master_key_path)
         self.directory = SiteDirectory(self)
         self.issuer = KeyIssuer(
@@ -290,6 +300,64 @@ class Backend:
 
     def now(self) -> float:
         return self._clock()
+
+    @property
+    def _backend_key(self) -> crypto.PrivateKey:
+        return self._signing.current
+
+    def follow_signing_key(self) -> None:
+        """Sign with the key on disk; during a rotation tell every lock and user device, with
+        a notice signed by a key it trusts, which backend key to trust
+        (:mod:`smartlock.core.backend_key`)."""
+        try:
+            changed = self._signing.refresh()
+        except ConfigError as exc:
+            logger.error("Backend key unreadable (%s); signing with the one in use", exc)
+            return
+        if changed:
+            self.issuer.set_backend_key(self._signing.current)
+            self._published_keys.clear()  # retained state, signed again with the new key
+            self._published_revocations.clear()
+            self._notices_sent = None
+            logger.info(
+                "Signing with backend key %s",
+                crypto.public_key_fingerprint(self._signing.current.public_key()),
+            )
+        notice = self._backend_key_notice()
+        if notice is None:
+            return
+        token, payload = notice
+        if token == self._notices_sent:
+            return
+        site = Site.load(self.site.root)  # devices added since we started are told too
+        for lock_id in site.locks:
+            self._outbox.put(topics.lock_topic(lock_id, "backend_key"), payload, retain=True)
+        for user in site.users:
+            self._outbox.put(topics.user_topic(user, "backend_key"), payload, retain=True)
+        self._notices_sent = token
+        logger.info("Told every device: %s backend key %s", *token_words(token))
+
+    def _backend_key_notice(self) -> tuple[tuple[int, str], bytes] | None:
+        now = self._clock()
+        previous = self._signing.previous
+        current_der = crypto.public_key_to_der(self._signing.current.public_key())
+        if previous and crypto.public_key_to_der(previous[0].public_key()) != current_der:
+            # the overlap: the previous key endorses the new one
+            key = self._signing.current.public_key()
+            token = (ENDORSE, crypto.public_key_fingerprint(key))
+            signer = previous[0]
+        else:
+            path = self.site.retired_backend_key_path
+            if not path.exists():
+                return None
+            try:
+                key = crypto.load_public_key(path.read_bytes())
+            except (OSError, crypto.CryptoError) as exc:
+                logger.error("Retired backend key %s unreadable (%s)", path, exc)
+                return None
+            token = (RETIRE, crypto.public_key_fingerprint(key))
+            signer = self._signing.current
+        return token, make_backend_key_notice(token[0], key, now=now, signing_key=signer)
 
     def _count_attempt(self, channel: str, action: str, result: str) -> None:
         if result in ATTEMPT_RESULTS and action in ATTEMPT_ACTIONS:
@@ -462,7 +530,9 @@ class Backend:
             self._published_keys.clear()
             self._published_revocations.clear()
             self.updates.reset()
+            self._notices_sent = None
             try:
+                self.follow_signing_key()
                 self.publish_lock_state()
             except Exception:  # the periodic tick tries again; the session must go on
                 self.rejections.counts["internal_error"] += 1
@@ -526,6 +596,7 @@ class Backend:
             )
             self._outbox.put(topics.user_topic(denial.guest_id, "session"), denial.payload)
         self._expire_commands(now)
+        self.follow_signing_key()  # before the retained state it may have to sign again
         locks = self.store.list_locks()  # read once a tick, for both
         self.publish_lock_state(locks)
         self.updates.publish()

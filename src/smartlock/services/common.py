@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from smartlock.adapters.backend_trust import BackendTrust
 from smartlock.adapters.mqtt import BrokerUnavailable
 from smartlock.core.errors import Reason, Rejected
 
@@ -145,3 +146,20 @@ async def reconnecting(
             logger.warning("%s; retrying in %.1f s", exc, delay)
         await asyncio.sleep(delay)
         backoff = min(backoff * 2, max_backoff_s)
+
+
+def apply_backend_key_notice(
+    trust: BackendTrust, payload: bytes, rejections: Rejections, logger: logging.Logger
+) -> None:
+    """A device's handling of the backend's key notice (``.../backend_key``): trust what a key
+    it trusts says; a forged or damaged one is counted and changes nothing."""
+    try:
+        changed = trust.on_notice(payload)
+    except Rejected as rejected:
+        rejections.record("backend key notice", rejected)
+        return
+    except OSError as exc:
+        logger.error("Cannot store the backend key notice (%s)", exc.strerror)
+        return
+    if changed:
+        logger.info("Backend key rotation: %s", changed)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from smartlock import crypto
+from smartlock.adapters.backend_trust import BackendTrust
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.radio import Radio, open_radio
 from smartlock.core import topics
@@ -32,8 +33,8 @@ from smartlock.core.messages import (
     message_type_of,
 )
 from smartlock.core.token import advertising_data, make_token, token_slot
-from smartlock.services.common import Rejections
-from smartlock.site import BACKEND_USER, Site
+from smartlock.services.common import Rejections, apply_backend_key_notice
+from smartlock.site import Site
 
 logger = logging.getLogger("smartlock.guest")
 
@@ -84,7 +85,7 @@ class GuestApp:
         self._interval_ms = advertising_interval_ms
         self._clock = clock
         self._key = site.private_key(guest_id)
-        self._backend_public = site.public_key(BACKEND_USER)
+        self._trust = BackendTrust(site)  # the backend keys it trusts (rotation: two)
         self.rejections = Rejections(logger)
 
     @property
@@ -94,6 +95,10 @@ class GuestApp:
     @property
     def events_topic(self) -> str:
         return topics.user_topic(self.guest_id, "events")
+
+    @property
+    def backend_key_topic(self) -> str:
+        return topics.user_topic(self.guest_id, "backend_key")
 
     async def open_door(
         self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0
@@ -117,6 +122,7 @@ class GuestApp:
                     ),
                     stack.enter_async_context(self.radio),
                 )
+                await mqtt.subscribe(self.backend_key_topic)  # first: a rotation's notice
                 await mqtt.subscribe(self.session_topic)
                 await mqtt.subscribe(self.events_topic)
                 messages = mqtt.messages()
@@ -146,6 +152,9 @@ class GuestApp:
         result.wire_bytes["session_request"] = len(payload)
         logger.info("Requested session key for %s (%d bytes)", lock_id, len(payload))
         async for message in messages:
+            if message.topic == self.backend_key_topic:
+                apply_backend_key_notice(self._trust, message.payload, self.rejections, logger)
+                continue
             if message.topic != self.session_topic:
                 continue
             try:
@@ -154,7 +163,7 @@ class GuestApp:
                         message.payload,
                         guest_id=self.guest_id,
                         request_id=request.request_id,
-                        backend_public=self._backend_public,
+                        backend_public=self._trust.keys(),
                     )
                     raise UnlockFailed(
                         f"the backend refused a key for {lock_id}: {explain(denial.reason)}"
@@ -164,7 +173,7 @@ class GuestApp:
                     guest_id=self.guest_id,
                     lock_id=lock_id,
                     request_id=request.request_id,
-                    backend_public=self._backend_public,
+                    backend_public=self._trust.keys(),
                     guest_key=self._key,
                     now=self._clock(),
                 )
@@ -251,6 +260,7 @@ class GuestApp:
         try:
             async with asyncio.timeout(timeout_s):
                 async with MqttConnection(self.site, self.site.credentials(self.guest_id)) as mqtt:
+                    await mqtt.subscribe(self.backend_key_topic)
                     await mqtt.subscribe(self.session_topic)
                     key = await self._request_key(mqtt, mqtt.messages(), lock_id, result)
         except TimeoutError:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from smartlock import crypto
 from smartlock.adapters.actuator import Actuator, LoggingActuator
+from smartlock.adapters.backend_trust import BackendTrust
 from smartlock.adapters.key_files import RotatingKey
 from smartlock.adapters.mqtt import Incoming, LastWill, MqttConnection
 from smartlock.adapters.radio import AdvertisingReport, open_radio
@@ -60,9 +61,14 @@ from smartlock.core.reports import (
 from smartlock.core.revocation import open_revocation_list
 from smartlock.core.update_slots import GRACE_S
 from smartlock.core.update_transfer import UPDATES_PREFIX
-from smartlock.services.common import Outbox, Rejections, reconnecting
+from smartlock.services.common import (
+    Outbox,
+    Rejections,
+    apply_backend_key_notice,
+    reconnecting,
+)
 from smartlock.services.lock_updater import LockUpdater, RestartForUpdate
-from smartlock.site import BACKEND_USER, Site, write_private
+from smartlock.site import Site, write_private
 
 logger = logging.getLogger("smartlock.lock")
 T = TypeVar("T")
@@ -154,10 +160,10 @@ class LockAgent:
         self._lock_keys = RotatingKey(
             site.private_key_path(lock_id), site.previous_private_key_path(lock_id)
         )
-        self._backend_public = site.public_key(BACKEND_USER)
+        self._trust = BackendTrust(site)  # the backend keys it trusts (rotation: two)
         self.verifier = LockVerifier(
             lock_id=lock_id,
-            backend_public=self._backend_public,
+            backend_public=self._trust.keys(),
             lock_key=self._lock_keys.current,
             previous_lock_keys=self._lock_keys.previous,
             duplicate_window_s=duplicate_window_s,
@@ -330,7 +336,8 @@ class LockAgent:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
             # The revocation list first: nothing else is handled until it is applied.
-            for leaf in ("revocations", "command_key", "session", "commands", "update"):
+            leaves = ("backend_key", "revocations", "command_key", "session", "commands", "update")
+            for leaf in leaves:
                 await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
             try:
                 await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
@@ -351,7 +358,9 @@ class LockAgent:
     async def _dispatch(self, mqtt: MqttConnection) -> None:
         async for message in mqtt.messages():
             leaf = message.topic.rsplit("/", 1)[-1]
-            if leaf == "revocations":
+            if leaf == "backend_key":  # first: what follows may be signed by a new key
+                self._safely(self.on_backend_key, message.payload)
+            elif leaf == "revocations":
                 self._safely(self.on_revocations, message.payload)
                 self._synced.set()
             elif leaf == "command_key":
@@ -386,10 +395,13 @@ class LockAgent:
             self.rejections.counts["internal_error"] += 1
             logger.exception("Internal error in %s; input dropped", handler.__name__)
 
+    def on_backend_key(self, payload: bytes) -> None:
+        apply_backend_key_notice(self._trust, payload, self.rejections, logger)
+
     def on_revocations(self, payload: bytes) -> None:
         try:
             revocations = open_revocation_list(
-                payload, lock_id=self.lock_id, backend_public=self._backend_public
+                payload, lock_id=self.lock_id, backend_public=self._trust.keys()
             )
             dropped = self.verifier.apply_revocations(revocations)
         except Rejected as rejected:
@@ -430,7 +442,7 @@ class LockAgent:
                 lock_id=self.lock_id,
                 lock_key=self._lock_keys.current,
                 previous_lock_keys=self._lock_keys.previous,
-                backend_public=self._backend_public,
+                backend_public=self._trust.keys(),
             )
             changed = self.commands.install(epoch, key)
         except Rejected as rejected:
@@ -443,6 +455,7 @@ class LockAgent:
 
     def on_delivery(self, payload: bytes) -> None:
         self._refresh_lock_keys()
+        self.verifier.set_backend_keys(self._trust.keys())
         try:
             installed = self.verifier.accept_delivery(payload, self._clock())
         except Rejected as rejected:

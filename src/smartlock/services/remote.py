@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from smartlock import crypto
+from smartlock.adapters.backend_trust import BackendTrust
 from smartlock.adapters.mqtt import MqttConnection
 from smartlock.core import topics
 from smartlock.core.alerts import Alert, open_alert
 from smartlock.core.commands import CommandReply, CommandRequest, open_command_reply
 from smartlock.core.errors import ConfigError, Rejected, SmartlockError
 from smartlock.core.messages import ID_BYTES, Action
-from smartlock.services.common import Rejections
-from smartlock.site import BACKEND_USER, Site
+from smartlock.services.common import Rejections, apply_backend_key_notice
+from smartlock.site import Site
 
 logger = logging.getLogger("smartlock.remote")
 
@@ -54,7 +55,8 @@ async def send_command(
 ) -> CommandOutcome:
     """Ask the backend to lock or unlock ``lock_id``; the backend's signed answer."""
     _check_user(site, user)
-    backend_public = site.public_key(BACKEND_USER)
+    trust = BackendTrust(site)
+    notices = topics.user_topic(user, "backend_key")
     request = CommandRequest(crypto.random_bytes(ID_BYTES), int(clock()), lock_id, action)
     payload = bytes(request)
     reply_topic = topics.user_topic(user, "replies")
@@ -63,6 +65,7 @@ async def send_command(
     try:
         async with asyncio.timeout(timeout_s):
             async with MqttConnection(site, site.credentials(user)) as mqtt:
+                await mqtt.subscribe(notices)  # first: a rotation's notice
                 await mqtt.subscribe(reply_topic)
                 phase = "the backend did not answer (is it running?)"
                 started = time.perf_counter()
@@ -73,10 +76,13 @@ async def send_command(
                     correlation_data=request.request_id,
                 )
                 async for message in mqtt.messages():
+                    if message.topic == notices:
+                        apply_backend_key_notice(trust, message.payload, rejections, logger)
+                        continue
                     if message.correlation_data != request.request_id:
                         continue
                     try:
-                        reply = open_command_reply(message.payload, backend_public=backend_public)
+                        reply = open_command_reply(message.payload, backend_public=trust.keys())
                     except Rejected as rejected:
                         rejections.record("command reply", rejected, message.topic)
                         continue
@@ -92,13 +98,18 @@ async def send_command(
 async def watch_alerts(site: Site, user: str) -> AsyncIterator[Alert]:
     """Verified alerts for ``user`` as they arrive (owners and residents receive them)."""
     _check_user(site, user)
-    backend_public = site.public_key(BACKEND_USER)
+    trust = BackendTrust(site)
+    notices = topics.user_topic(user, "backend_key")
     rejections = Rejections(logger)
     async with MqttConnection(site, site.credentials(user)) as mqtt:
+        await mqtt.subscribe(notices)  # first: a rotation's notice
         await mqtt.subscribe(topics.user_topic(user, "alerts"))
         logger.info("Watching alerts for %s", user)
         async for message in mqtt.messages():
+            if message.topic == notices:
+                apply_backend_key_notice(trust, message.payload, rejections, logger)
+                continue
             try:
-                yield open_alert(message.payload, backend_public=backend_public)
+                yield open_alert(message.payload, backend_public=trust.keys())
             except Rejected as rejected:
                 rejections.record("alert", rejected, message.topic)

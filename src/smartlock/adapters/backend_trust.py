@@ -1,0 +1,83 @@
+"""The backend keys a device trusts (a lock agent, a guest or owner app), kept in its site's
+``public/`` directory: ``backend.pub`` (pinned) and, during a rotation's overlap,
+``backend.pub.previous``.  Read again whenever either file changes (the site's own
+``smartlock rotate backend-key`` writes them); changed by the backend's signed notices for a
+device that keeps its own copy of the site (:mod:`smartlock.core.backend_key`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from smartlock import crypto
+from smartlock.core.backend_key import ENDORSE, open_backend_key_notice
+from smartlock.site import BACKEND_USER, Site, write_public
+
+logger = logging.getLogger("smartlock.trust")
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """Changes when the file is replaced (a new inode) or rewritten (a new mtime)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (stat.st_ino, stat.st_mtime_ns)
+
+
+def _load(path: Path) -> crypto.PublicKey | None:
+    try:
+        return crypto.load_public_key(path.read_bytes())
+    except (OSError, crypto.CryptoError) as exc:
+        logger.error("Backend key %s unreadable (%s); not trusted", path, exc)
+        return None
+
+
+class BackendTrust:
+    def __init__(self, site: Site) -> None:
+        self._pinned_path = site.public_key_path(BACKEND_USER)
+        self._previous_path = site.previous_public_key_path(BACKEND_USER)
+        self._pinned = site.public_key(BACKEND_USER)  # a clear ConfigError if it is missing
+        self._previous: crypto.PublicKey | None = None
+        self._seen: tuple[tuple[int, int], ...] = ()
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Read the files again if either changed; True when the trusted keys changed."""
+        seen = (_version(self._pinned_path), _version(self._previous_path))
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        pinned = _load(self._pinned_path) if seen[0] != (-1, -1) else None
+        if pinned is not None:
+            self._pinned = pinned
+        self._previous = _load(self._previous_path) if seen[1] != (-1, -1) else None
+        return True
+
+    def keys(self) -> tuple[crypto.PublicKey, ...]:
+        """The pinned key first, then the previous one while a rotation's overlap lasts."""
+        self.refresh()
+        if self._previous is None:
+            return (self._pinned,)
+        return (self._pinned, self._previous)
+
+    def on_notice(self, payload: bytes) -> str:
+        """Apply a backend key notice (raises ``Rejected`` for one no trusted key signed);
+        returns what changed, "" for nothing."""
+        if not payload:
+            return ""
+        notice = open_backend_key_notice(payload, trusted=self.keys())
+        der = crypto.public_key_to_der(notice.key)
+        if notice.kind == ENDORSE:
+            if der == crypto.public_key_to_der(self._pinned):
+                return ""
+            write_public(self._previous_path, crypto.public_key_to_pem(self._pinned))
+            write_public(self._pinned_path, crypto.public_key_to_pem(notice.key))
+            self.refresh()
+            return f"now trusts backend key {crypto.public_key_fingerprint(notice.key)}"
+        previous = self._previous
+        if previous is None or crypto.public_key_to_der(previous) != der:
+            return ""
+        self._previous_path.unlink(missing_ok=True)
+        self.refresh()
+        return f"retired backend key {crypto.public_key_fingerprint(previous)}"
