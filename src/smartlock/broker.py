@@ -25,10 +25,12 @@ import socket
 import ssl
 import stat
 import subprocess
+import time
 from collections import deque
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from smartlock import crypto
 from smartlock.core import topics
@@ -223,20 +225,54 @@ def broker_hostnames(site: Site) -> list[str]:
     return list(dict.fromkeys([site.broker_host, "localhost", "127.0.0.1"]))
 
 
+def site_ca(site: Site) -> CertifiedKey:
+    """The site's current CA: ``ca/ca.key`` and the certificate of ``ca.crt`` that belongs to it
+    (ca.crt holds two during a CA rotation: see :func:`start_ca_rotation`)."""
+    try:
+        key_pem = site.ca_key.read_bytes()
+        certificates = _certificates(site.ca_cert)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the site CA ({exc.strerror}): {site.root / 'ca'}") from None
+    for cert in certificates:
+        if _belongs_to(cert, key_pem):
+            return CertifiedKey(key_pem, cert.public_bytes(serialization.Encoding.PEM))
+    half_finished = " ('smartlock rotate ca --finish' completes it)"
+    raise ConfigError(
+        f"{site.ca_key} belongs to no certificate in {site.ca_cert}"
+        + (half_finished if site.next_ca_cert.exists() else "")
+    )
+
+
+def _certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in the PEM file at ``path`` (OSError when it cannot be read)."""
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError:
+        raise ConfigError(f"{path} is not a PEM certificate") from None
+
+
+def _belongs_to(cert: x509.Certificate, key_pem: bytes) -> bool:
+    """Whether ``key_pem`` is the private half of ``cert``'s public key."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+
+
 def rotate_broker_certificate(
-    site: Site, *, now: dt.datetime, days: int = BROKER_CERT_DAYS
+    site: Site, *, now: dt.datetime, days: int = BROKER_CERT_DAYS, ca: CertifiedKey | None = None
 ) -> tuple[x509.Certificate, bool]:
-    """A new broker certificate (and key) from the site CA, put in place, and a running broker
-    told to read it (SIGHUP: Mosquitto 2 reloads its certificates without dropping anyone).
+    """A new broker certificate (and key) from the site CA (or ``ca``), put in place, and a
+    running broker told to read it (SIGHUP: Mosquitto 2 reloads its certificates without
+    dropping anyone).
 
     Clients check the broker against the CA, not a pinned certificate, so old and new are both
     accepted: nobody has to change anything.  Returns the new certificate and whether a running
-    broker was told.
+    broker was told.  (``ca`` is the next CA when a CA rotation finishes; ca.crt trusts it.)
     """
-    try:
-        ca = CertifiedKey((site.root / "ca" / "ca.key").read_bytes(), site.ca_cert.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the site CA ({exc.strerror}): {site.root / 'ca'}") from None
+    ca = site_ca(site) if ca is None else ca
     if not 1 <= days <= 3650:
         raise ConfigError("a broker certificate lasts 1 to 3650 days")
     server = crypto.make_server_certificate(ca, broker_hostnames(site), now=now, days=days)
@@ -247,6 +283,147 @@ def rotate_broker_certificate(
     os.replace(d / "broker.crt.new", d / "broker.crt")
     grant_broker_access(site)
     return x509.load_pem_x509_certificate(server.cert_pem), reload_broker(site)
+
+
+# --- rotating the site CA --------------------------------------------------------------------
+#
+# Files: ca/ca.key (the current CA's key), ca/next.key + ca/next.crt (the next CA, while a
+# rotation is started), ca.crt (what every client trusts: the current CA's certificate, or it
+# and the next one during a rotation).  A rotation is *started* when ca/next.crt is in ca.crt.
+# Every step writes new files first and renames them into place, in an order that never leaves
+# a ca.crt without the CA that signed the broker's certificate; each step can be run again after
+# a crash anywhere in it.
+
+CA_DAYS = 3650  # as provisioned (smartlock.crypto.make_certificate_authority)
+SERVING_TIMEOUT_S = 10.0
+
+
+def next_ca(site: Site) -> CertifiedKey | None:
+    """The CA a started rotation moves to, or None when none is started.
+
+    Its key is ca/next.key, or ca/ca.key once ``--finish`` has moved it there.  ConfigError when
+    a rotation is started but its CA cannot be read.
+    """
+    try:
+        cert_pem = site.next_ca_cert.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        trusted = _certificates(site.ca_cert)
+    except FileNotFoundError as exc:
+        if exc.filename == str(site.next_ca_cert):
+            return None
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{site.next_ca_cert} is not a PEM certificate") from None
+    if cert not in trusted:  # written by a start that did not complete: nobody trusts it yet
+        return None
+    for key_path in (site.next_ca_key, site.ca_key):
+        try:
+            key_pem = key_path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot read {key_path}: {exc.strerror}") from None
+        if _belongs_to(cert, key_pem):
+            return CertifiedKey(key_pem, cert.public_bytes(serialization.Encoding.PEM))
+    raise ConfigError(f"{site.next_ca_key} is missing or does not belong to {site.next_ca_cert}")
+
+
+def start_ca_rotation(site: Site, *, now: dt.datetime, days: int = CA_DAYS) -> x509.Certificate:
+    """Make the next CA and make every client trust it next to the current one.
+
+    Writes ca/next.key (0600) and ca/next.crt, then replaces ca.crt with the current CA's
+    certificate followed by the new one.  The broker keeps its certificate from the current CA,
+    so nothing changes for anyone; a client that connects from now on accepts either.  Returns
+    the new CA's certificate.  Refused when a rotation is already started.
+    """
+    if not 1 <= days <= 3650:
+        raise ConfigError("a CA lasts 1 to 3650 days")
+    if next_ca(site) is not None:
+        raise ConfigError(
+            f"a CA rotation is already started ({site.next_ca_cert}): finish it with "
+            "'smartlock rotate ca --finish'"
+        )
+    current = site_ca(site)
+    incoming = crypto.make_certificate_authority(site.name, now=now, days=days)
+    write_private(site.next_ca_key, incoming.key_pem)
+    write_private(site.next_ca_cert, incoming.cert_pem, mode=0o644)
+    write_private(site.ca_cert, current.cert_pem + incoming.cert_pem, mode=0o644)
+    return x509.load_pem_x509_certificate(incoming.cert_pem)
+
+
+def finish_ca_rotation(
+    site: Site, *, now: dt.datetime, timeout_s: float = SERVING_TIMEOUT_S
+) -> tuple[x509.Certificate, x509.Certificate, bool]:
+    """Make the next CA the site CA.
+
+    In this order: a broker certificate from the next CA, put in place like
+    :func:`rotate_broker_certificate` does (a running broker reloads it on SIGHUP and drops
+    nobody; ca.crt still trusts both CAs) and, when a broker runs, a wait until it serves it;
+    then ca.crt becomes the next CA's certificate alone; then ca/next.key replaces ca/ca.key
+    and ca/next.crt goes.  Established connections stay up; new ones verify against the new CA
+    only.  Returns the new CA's certificate, the broker's and whether a running broker was
+    told.  Refused when no rotation is started.
+    """
+    incoming = next_ca(site)
+    if incoming is None:
+        left = (
+            " (the last one did not complete: run it again)" if site.next_ca_cert.exists() else ""
+        )
+        raise ConfigError(f"no CA rotation is started: 'smartlock rotate ca' starts one{left}")
+    broker_cert, reloaded = rotate_broker_certificate(site, now=now, ca=incoming)
+    if reloaded:
+        wait_until_serving(site, broker_cert, timeout_s=timeout_s)
+    write_private(site.ca_cert, incoming.cert_pem, mode=0o644)
+    if site.next_ca_key.exists():
+        os.replace(site.next_ca_key, site.ca_key)
+    site.next_ca_cert.unlink(missing_ok=True)
+    _sync_directory(site.ca_key.parent)
+    return x509.load_pem_x509_certificate(incoming.cert_pem), broker_cert, reloaded
+
+
+def _sync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def served_certificate(site: Site, *, timeout_s: float = 3.0) -> x509.Certificate:
+    """The certificate the site's broker shows a new TLS connection, verified like any client
+    does (a handshake, no MQTT login).  OSError or ssl.SSLError when that fails."""
+    context = client_tls_context(site)
+    address = (site.broker_host, site.broker_port)
+    with (
+        socket.create_connection(address, timeout_s) as raw,
+        context.wrap_socket(raw, server_hostname=site.broker_host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if der is None:  # pragma: no cover -- a verified handshake always has the peer's certificate
+        raise ssl.SSLError("the broker showed no certificate")
+    return x509.load_der_x509_certificate(der)
+
+
+def wait_until_serving(site: Site, cert: x509.Certificate, *, timeout_s: float) -> None:
+    """Until the running broker shows ``cert`` to new connections (SIGHUP is asynchronous).
+
+    ConfigError after ``timeout_s``: ca.crt must keep trusting the CA of the certificate the
+    broker still shows."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if served_certificate(site) == cert:
+                return
+        except (OSError, ssl.SSLError):
+            pass
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"the broker did not show its new certificate within {timeout_s:g} s; ca.crt "
+                "still trusts both CAs: check the broker's log and run the command again"
+            )
+        time.sleep(0.05)
 
 
 def write_access_files(site: Site, passwords: dict[str, str]) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from smartlock.broker import BROKER_USER, broker_hostnames, client_tls_context
+from smartlock.broker import BROKER_USER, broker_hostnames, client_tls_context, next_ca
 from smartlock.core.errors import ConfigError
 from smartlock.site import BACKEND_USER, Site
 
@@ -173,8 +173,9 @@ def check_backend_secrets(site: Site, *, uid: int | None = None) -> Check:
 
 
 def check_ca_key(site: Site, *, uid: int | None = None) -> Check:
-    """The site CA's private key: 0600 (whoever reads it can impersonate the broker)."""
-    paths = [site.root / "ca" / "ca.key"]
+    """The site CA's private key, and the next CA's during a CA rotation: 0600 (whoever reads
+    one can impersonate the broker)."""
+    paths = [site.ca_key, site.next_ca_key]
     return _check_private("CA key", site, paths, mode=PRIVATE_FILE_MODE, uid=uid)
 
 
@@ -269,15 +270,20 @@ def permission_checks(site: Site) -> list[Check]:
 # --- certificates ------------------------------------------------------------------------------
 
 
-def _load_certificate(path: Path) -> x509.Certificate:
+def _load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file (ca.crt holds two during a CA rotation)."""
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        return x509.load_pem_x509_certificates(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path} is missing") from None
     except PermissionError:
         raise ConfigError(f"cannot read {path}: permission denied") from None
     except ValueError:
         raise ConfigError(f"{path} is not a PEM certificate") from None
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    return _load_certificates(path)[0]
 
 
 def _moment(now: float) -> dt.datetime:
@@ -300,20 +306,69 @@ def _validity(cert: x509.Certificate, now: float) -> tuple[bool, str]:
     return True, f"valid until {when} ({days_left:.0f} days)"
 
 
-def check_ca_certificate(site: Site, *, now: float) -> Check:
-    """The site CA (ca.crt) parses and is valid for more than 30 days."""
-    name = "CA certificate"
-    recreate = (
-        "a new CA means a new site: every client pins ca.crt, so re-create the site "
-        f"('smartlock init --force {shlex.quote(str(site.root))}', which replaces every key) "
-        "before the CA expires"
+def _rotate_ca(site: Site) -> str:
+    return (
+        f"smartlock rotate ca {_site_arg(site)}; give devices that keep their own ca.crt "
+        f"(enrolled guests) the new one; then smartlock rotate ca --finish {_site_arg(site)}"
     )
+
+
+def check_ca_certificate(site: Site, *, now: float) -> Check:
+    """Every CA certificate in ca.crt parses and is valid for more than 30 days.
+
+    ca.crt holds two during a CA rotation (:func:`smartlock.broker.start_ca_rotation`): the
+    current CA's and the next one's.  A started rotation passes with a note; it fails only when
+    the next CA cannot be read (it could not be finished)."""
+    name = "CA certificate"
     try:
-        cert = _load_certificate(site.ca_cert)
+        certs = _load_certificates(site.ca_cert)
     except ConfigError as exc:
-        return _failed(name, str(exc), recreate)
-    ok, validity = _validity(cert, now)
-    return _passed(name, validity) if ok else _failed(name, validity, recreate)
+        return _failed(
+            name,
+            str(exc),
+            "restore ca.crt from a backup (any client's copy is the same file): without it no "
+            "client can verify the broker",
+        )
+    try:
+        incoming = next_ca(site)
+    except ConfigError as exc:
+        return _failed(
+            name,
+            f"a CA rotation is started, but its new CA cannot be used: {exc}",
+            f"restore ca/next.key from a backup; if it is lost, remove {site.next_ca_cert} and "
+            f"start again: {_rotate_ca(site)}",
+        )
+    next_cert = None if incoming is None else x509.load_pem_x509_certificate(incoming.cert_pem)
+    validities = [(cert, *_validity(cert, now)) for cert in certs]
+    if len(certs) == 1:
+        _, ok, validity = validities[0]
+        details = [validity]
+    else:
+        ok = all(valid for _, valid, _ in validities)
+        details = [
+            f"{'next' if cert == next_cert else 'current'} CA {validity}"
+            for cert, _, validity in validities
+        ]
+    if incoming is not None:
+        note = (
+            f"a CA rotation is started: once every device that keeps its own ca.crt has the "
+            f"new one, smartlock rotate ca --finish {_site_arg(site)}"
+        )
+        details.append(note)
+        finish = f"smartlock rotate ca --finish {_site_arg(site)}"
+        if any(not valid and cert == next_cert for cert, valid, _ in validities):
+            fix = f"{finish}, then rotate again to a CA that lasts longer: {_rotate_ca(site)}"
+        else:
+            fix = f"{finish} (a CA rotation is started)"
+    else:
+        fix = f"{_rotate_ca(site)} (before the CA expires)"
+        if site.next_ca_cert.exists():
+            details.append(
+                "ca/next.crt is left by a 'smartlock rotate ca' that did not complete: run it "
+                "again to start the rotation"
+            )
+    detail = "; ".join(details)
+    return _passed(name, detail) if ok else _failed(name, detail, fix)
 
 
 def _hostnames(cert: x509.Certificate) -> list[str]:
@@ -326,20 +381,30 @@ def _hostnames(cert: x509.Certificate) -> list[str]:
     ]
 
 
+def _issuer(cert: x509.Certificate, cas: Sequence[x509.Certificate]) -> int | None:
+    """The index of the CA in ``cas`` that signed ``cert``, or None."""
+    for index, ca in enumerate(cas):
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return index
+    return None
+
+
 def check_broker_certificate(site: Site, *, now: float) -> Check:
-    """broker/broker.crt parses, the site CA signed it, it names the site's broker host and it
-    is valid for more than 30 days."""
+    """broker/broker.crt parses, a CA of ca.crt signed it (there are two during a CA rotation),
+    it names the site's broker host and it is valid for more than 30 days."""
     name = "broker certificate"
     hosts = ", ".join(broker_hostnames(site))
     recreate = f"smartlock rotate broker-cert {_site_arg(site)} (a new one for {hosts})"
     try:
         cert = _load_certificate(site.broker_dir / "broker.crt")
-        ca = _load_certificate(site.ca_cert)
+        cas = _load_certificates(site.ca_cert)
     except ConfigError as exc:
         return _failed(name, str(exc), recreate)
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
+    issuer = _issuer(cert, cas)
+    if issuer is None:
         return _failed(name, "not signed by the site CA (ca.crt)", recreate)
     names = _hostnames(cert)
     if site.broker_host not in names:
@@ -349,7 +414,8 @@ def check_broker_certificate(site: Site, *, now: float) -> Check:
     ok, validity = _validity(cert, now)
     if not ok:
         return _failed(name, validity, recreate)
-    return _passed(name, f"signed by the site CA, for {', '.join(names)}; {validity}")
+    signer = "the site CA" if len(cas) == 1 else f"CA {issuer + 1} of the {len(cas)} in ca.crt"
+    return _passed(name, f"signed by {signer}, for {', '.join(names)}; {validity}")
 
 
 # --- broker --------------------------------------------------------------------------------------
