@@ -356,6 +356,37 @@ async def run_guest(site: Site, lock_id: str, guest_id: str, *, timeout_s: float
     return child
 
 
+def copy_for_device(site: Site, target: Path) -> Path:
+    """A copy of the site for a device that keeps its own (an enrolled phone): from now on it
+    trusts what its own files say; sockets are not copied (the radio stays the site's)."""
+    shutil.copytree(site.root, target, ignore=shutil.ignore_patterns("*.sock"))
+    return target
+
+
+async def run_guest_on_device(
+    site: Site, device: Path, lock_id: str, guest_id: str, *, timeout_s: float = 15
+) -> Child:
+    """``smartlock guest unlock`` from a device's own copy of the site (see
+    :func:`copy_for_device`), on the site's virtual radio; returns it after it exits."""
+    child = Child.smartlock(
+        f"{guest_id}-device",
+        "guest",
+        "unlock",
+        lock_id,
+        "--id",
+        guest_id,
+        "--site",
+        str(device),
+        "--radio",
+        site.virtual_radio(guest_id),
+        "--timeout",
+        str(timeout_s),
+    )
+    await child.start()
+    await child.wait(timeout_s=timeout_s + 15)
+    return child
+
+
 class Sniffer:
     """An attacker's radio on the same virtual air: records every smartlock advertisement."""
 

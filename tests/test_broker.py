@@ -233,6 +233,7 @@ def test_a_user_writes_only_its_own_requests_and_reads_only_its_own_topics(
         ("read", f"users/{user}/replies"),
         ("read", f"users/{user}/alerts"),
         ("read", f"users/{user}/backend_key"),
+        ("read", f"users/{user}/ca"),
     }
 
 
@@ -247,6 +248,7 @@ def test_a_lock_reads_only_its_own_keys_and_commands_and_writes_only_its_reports
         ("read", f"locks/{lock}/commands"),
         ("read", f"locks/{lock}/update"),
         ("read", f"locks/{lock}/backend_key"),
+        ("read", f"locks/{lock}/ca"),
         ("read", "updates/+/+"),  # signed software, the same for all: nothing secret
         ("write", f"locks/{lock}/events"),
         ("write", f"locks/{lock}/availability"),
@@ -265,6 +267,7 @@ def test_acl_gives_the_backend_the_service_topics_and_nothing_to_write_to_itself
         ("write", "locks/+/commands"),
         ("write", "locks/+/update"),
         ("write", "locks/+/backend_key"),
+        ("write", "locks/+/ca"),
         ("write", "updates/+/+"),
         ("read", "locks/+/events"),
         ("read", "locks/+/availability"),
@@ -273,6 +276,7 @@ def test_acl_gives_the_backend_the_service_topics_and_nothing_to_write_to_itself
         ("write", "users/+/replies"),
         ("write", "users/+/alerts"),
         ("write", "users/+/backend_key"),
+        ("write", "users/+/ca"),
     }
 
 

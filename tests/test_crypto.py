@@ -649,3 +649,101 @@ def test_a_sealed_totp_secret_does_not_open_otherwise(
 
     with pytest.raises(crypto.CryptoError):
         crypto.open_totp_secret(audit_key, user, nonce, sealed)
+
+
+# --- signatures under several trusted keys (a rotation's overlap) ------------------------------
+
+
+@pytest.mark.parametrize("signer", ["first", "second"])
+def test_a_signature_by_any_key_of_a_tuple_is_valid(key, other_key, signer: str) -> None:
+    signing_key = {"first": key, "second": other_key}[signer]
+    signature = crypto.sign(signing_key, b"message")
+
+    assert crypto.signature_is_valid(
+        (key.public_key(), other_key.public_key()), signature, b"message"
+    )
+
+
+def test_a_signature_by_no_key_of_a_tuple_is_invalid(key, other_key, weak_key) -> None:
+    signature = crypto.sign(weak_key, b"message")
+
+    assert not crypto.signature_is_valid(
+        (key.public_key(), other_key.public_key()), signature, b"message"
+    )
+
+
+def test_a_tuple_checks_the_message_too(key, other_key) -> None:
+    signature = crypto.sign(other_key, b"message")
+
+    assert not crypto.signature_is_valid(
+        (key.public_key(), other_key.public_key()), signature, b"messagf"
+    )
+
+
+def test_an_empty_tuple_of_keys_validates_no_signature(key) -> None:
+    assert not crypto.signature_is_valid((), crypto.sign(key, b"message"), b"message")
+
+
+# --- public keys in DER (the backend's key notices) ------------------------------------------
+
+
+def test_public_key_der_round_trips(key) -> None:
+    der = crypto.public_key_to_der(key.public_key())
+
+    loaded = crypto.load_public_key_der(der)
+
+    assert loaded.public_numbers() == key.public_key().public_numbers()
+    assert crypto.public_key_to_der(loaded) == der
+
+
+def test_public_key_der_is_the_der_of_its_pem(key) -> None:
+    pem = crypto.public_key_to_pem(key.public_key())
+    body = b"".join(line for line in pem.splitlines() if not line.startswith(b"-----"))
+
+    assert crypto.public_key_to_der(key.public_key()) == base64.b64decode(body)
+
+
+@pytest.mark.parametrize(
+    "der",
+    [b"", b"garbage", b"\x30\x03\x02\x01\x01"],
+    ids=["empty", "garbage", "der-but-not-a-key"],
+)
+def test_load_public_key_der_of_garbage_is_a_crypto_error(der: bytes) -> None:
+    with pytest.raises(crypto.CryptoError):
+        crypto.load_public_key_der(der)
+
+
+def test_load_public_key_der_refuses_a_truncated_key(key) -> None:
+    der = crypto.public_key_to_der(key.public_key())
+
+    with pytest.raises(crypto.CryptoError):
+        crypto.load_public_key_der(der[:-1])
+
+
+def test_load_public_key_der_refuses_an_rsa_key_under_2048_bits(weak_key) -> None:
+    der = weak_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    with pytest.raises(crypto.CryptoError):
+        crypto.load_public_key_der(der)
+
+
+def test_load_public_key_der_refuses_a_non_rsa_key() -> None:
+    der = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    with pytest.raises(crypto.CryptoError):
+        crypto.load_public_key_der(der)
+
+
+def test_load_public_key_der_does_not_take_a_private_key(key) -> None:
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+    with pytest.raises(crypto.CryptoError):
+        crypto.load_public_key_der(der)

@@ -444,3 +444,27 @@ def make_server_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     return CertifiedKey(_ec_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def certificates_to_der(pem: bytes) -> tuple[bytes, ...]:
+    """The certificates of a PEM bundle (a ``ca.crt``), DER, in order."""
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise CryptoError("not a PEM certificate bundle") from None
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in certificates)
+
+
+def certificates_to_pem(ders: tuple[bytes, ...]) -> bytes:
+    """A PEM bundle of DER certificates (each must be one, and a CA: this is for ``ca.crt``)."""
+    pems = []
+    for der in ders:
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+            constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        except (ValueError, x509.ExtensionNotFound):
+            raise CryptoError("not a CA certificate") from None
+        if not constraints.value.ca:
+            raise CryptoError("not a CA certificate")
+        pems.append(certificate.public_bytes(serialization.Encoding.PEM))
+    return b"".join(pems)

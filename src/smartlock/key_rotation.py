@@ -170,6 +170,6 @@ def finish_backend_key_rotation(site: Site) -> str:
     except crypto.CryptoError as exc:
         raise ConfigError(f"the previous backend key: {exc}") from None
     write_public(site.retired_backend_key_path, crypto.public_key_to_pem(old.public_key()))
+    previous_public.unlink(missing_ok=True)  # first: the private key marks the rotation
     previous_private.unlink()
-    previous_public.unlink(missing_ok=True)
     return crypto.public_key_fingerprint(old.public_key())

@@ -5,7 +5,6 @@ refused during the overlap, and after ``--finish`` the old key is trusted nowher
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +17,16 @@ from smartlock.adapters.processes import Child
 from smartlock.core import topics
 from smartlock.core.revocation import make_revocation_list
 from smartlock.site import BACKEND_USER
-from system_harness import OWNER, System, cli, cli_json, run_guest, running_system
+from system_harness import (
+    OWNER,
+    System,
+    cli,
+    cli_json,
+    copy_for_device,
+    run_guest,
+    run_guest_on_device,
+    running_system,
+)
 
 LOCK = "lock_01"
 GUEST = "guest_01"
@@ -36,22 +44,7 @@ def _fingerprint_of(path: Path) -> str:
 
 async def _device_opens(system: System, device: Path) -> Child:
     """``guest unlock`` from a device that keeps its own copy of the site."""
-    child = Child.smartlock(
-        "device",
-        "guest",
-        "unlock",
-        LOCK,
-        "--id",
-        GUEST,
-        "--site",
-        str(device),
-        "--radio",
-        system.site.virtual_radio(GUEST),
-        "--timeout",
-        "15",
-    )
-    await child.start()
-    await child.wait(timeout_s=30)
+    child = await run_guest_on_device(system.site, device, LOCK, GUEST)
     assert child.returncode == 0, child.output()
     return child
 
@@ -68,9 +61,7 @@ async def test_a_rotated_backend_key_is_trusted_by_site_devices_and_learned_by_o
 ) -> None:
     site = system.site
     device = tmp_path / "phone"
-    shutil.copytree(
-        site.root, device, ignore=shutil.ignore_patterns("*.sock")
-    )  # a device with its own copy: it pins the old key
+    copy_for_device(site, device)  # a device with its own copy: it pins the old key
     old = _fingerprint_of(site.public_key_path(BACKEND_USER))
     marks = {name: len(child.lines) for name, child in system.locks.items()}
     rotated = await cli(site, "rotate", "backend-key")
@@ -81,7 +72,7 @@ async def test_a_rotated_backend_key_is_trusted_by_site_devices_and_learned_by_o
     await system.backend.wait_for(rf"Told every device: trust backend key {new}")
     await _everyone_still_works(system)  # deliveries and replies signed by the new key
     phone = await _device_opens(system, device)
-    assert f"Backend key rotation: now trusts backend key {new}" in phone.output()
+    assert f"Trust: now trusts backend key {new}" in phone.output()
     assert _fingerprint_of(device / "public" / "backend.pub") == new
     assert _fingerprint_of(device / "public" / "backend.pub.previous") == old
     for name, lock in system.locks.items():
@@ -95,7 +86,7 @@ async def test_after_finishing_the_old_key_is_trusted_nowhere(
 ) -> None:
     site = system.site
     device = tmp_path / "phone"
-    shutil.copytree(site.root, device, ignore=shutil.ignore_patterns("*.sock"))
+    copy_for_device(site, device)
     old_private = crypto.load_private_key(site.previous_private_key_path(BACKEND_USER).read_bytes())
     old = crypto.public_key_fingerprint(old_private.public_key())
     # the copy made during the overlap trusts both; the notice will retire the old one
@@ -107,7 +98,7 @@ async def test_after_finishing_the_old_key_is_trusted_nowhere(
     assert not site.previous_public_key_path(BACKEND_USER).exists()
     await _everyone_still_works(system)
     phone = await _device_opens(system, device)
-    assert f"Backend key rotation: retired backend key {old}" in phone.output()
+    assert f"Trust: retired backend key {old}" in phone.output()
     assert not (device / "public" / "backend.pub.previous").exists()
     # a list signed with the retired key (stolen, say) is refused by the lock
     lock = system.locks[LOCK]

@@ -10,12 +10,20 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from cryptography import x509
 
-from system_harness import System, cli, run_guest, running_system
+from system_harness import (
+    System,
+    cli,
+    copy_for_device,
+    run_guest,
+    run_guest_on_device,
+    running_system,
+)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -47,8 +55,11 @@ def _key_lines(pem: bytes) -> list[str]:
     return [line for line in pem.decode().splitlines() if "PRIVATE KEY" not in line]
 
 
-async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(system: System) -> None:
+async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(
+    system: System, tmp_path: Path
+) -> None:
     site = system.site
+    phone = copy_for_device(site, tmp_path / "phone")  # keeps its own ca.crt
     old_ca = site.ca_cert.read_bytes()
     old_key = site.ca_key.read_bytes()
     before = await asyncio.to_thread(_served, system, old_ca)
@@ -66,6 +77,11 @@ async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(system: Syst
     await _restart_lock(system, "lock_02")  # connects trusting the bundle
     guest = await run_guest(site, "lock_01", "guest_01")
     assert guest.returncode == 0, guest.output()
+    # a device with its own copy learns the bundle from the backend's signed CA notice
+    device = await run_guest_on_device(site, phone, "lock_01", "guest_01")
+    assert device.returncode == 0, device.output()
+    assert "Trust: now trusts 2 site CA certificate(s)" in device.output()
+    assert (phone / "ca.crt").read_bytes() == site.ca_cert.read_bytes()
 
     # --- finish: the broker's certificate comes from the new CA; ca.crt trusts it alone
     lock_02_mark = len(system.locks["lock_02"].lines)
@@ -96,6 +112,12 @@ async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(system: Syst
     await _restart_lock(system, "lock_02")
     guest = await run_guest(site, "lock_02", "guest_02")
     assert guest.returncode == 0, guest.output()
+
+    # the device connects with the bundle it learned, and is told the new CA alone
+    device = await run_guest_on_device(site, phone, "lock_02", "guest_02")
+    assert device.returncode == 0, device.output()
+    assert "Trust: now trusts 1 site CA certificate(s)" in device.output()
+    assert (phone / "ca.crt").read_bytes() == site.ca_cert.read_bytes()
 
     # a client that still trusts only the old CA is refused
     with pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):

@@ -2,7 +2,9 @@
 ``public/`` directory: ``backend.pub`` (pinned) and, during a rotation's overlap,
 ``backend.pub.previous``.  Read again whenever either file changes (the site's own
 ``smartlock rotate backend-key`` writes them); changed by the backend's signed notices for a
-device that keeps its own copy of the site (:mod:`smartlock.core.backend_key`)."""
+device that keeps its own copy of the site (:mod:`smartlock.core.backend_key`); and the site
+CA certificates it trusts (``ca.crt``), from the backend's signed CA notice
+(:mod:`smartlock.core.ca_notice`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from smartlock import crypto
 from smartlock.core.backend_key import ENDORSE, open_backend_key_notice
+from smartlock.core.ca_notice import open_ca_notice
 from smartlock.site import BACKEND_USER, Site, write_public
 
 logger = logging.getLogger("smartlock.trust")
@@ -81,3 +84,20 @@ class BackendTrust:
         self._previous_path.unlink(missing_ok=True)
         self.refresh()
         return f"retired backend key {crypto.public_key_fingerprint(previous)}"
+
+
+def apply_ca_notice(ca_path: Path, payload: bytes, trusted: crypto.TrustedKeys) -> str:
+    """Make ``ca_path`` (a device's ``ca.crt``) hold the certificates the backend's signed
+    notice lists (raises ``Rejected`` for one no trusted key signed, or ``CryptoError`` for
+    certificates that are not CA certificates); returns what changed, "" for nothing."""
+    if not payload:
+        return ""
+    notice = open_ca_notice(payload, trusted=trusted)
+    try:
+        held = crypto.certificates_to_der(ca_path.read_bytes())
+    except (OSError, crypto.CryptoError):
+        held = ()
+    if held == notice.certificates:
+        return ""
+    write_public(ca_path, crypto.certificates_to_pem(notice.certificates))
+    return f"now trusts {len(notice.certificates)} site CA certificate(s)"

@@ -44,6 +44,7 @@ class MessageType(IntEnum):
     UPDATE_OFFER = 14
     UPDATE_CHUNK = 15
     BACKEND_KEY = 16
+    CA_BUNDLE = 17
 
 
 class Action(IntEnum):

@@ -14,12 +14,14 @@ topic                               written by read by
 ``users/{user}/replies``            backend    user: answer to a remote command (v5 response)
 ``users/{user}/alerts``             backend    owner / resident: security and health alerts
 ``users/{user}/backend_key``        backend    user: the backend key to trust (retained)
+``users/{user}/ca``                 backend    user: the site CA certificates (retained)
 ``locks/{lock}/session``            backend    lock: session key deliveries
 ``locks/{lock}/command_key``        backend    lock: per-lock command key (retained)
 ``locks/{lock}/revocations``        backend    lock: signed revocation list (retained)
 ``locks/{lock}/commands``           backend    lock: sealed remote commands
 ``locks/{lock}/update``             backend    lock: offered software update (retained)
 ``locks/{lock}/backend_key``        backend    lock: the backend key to trust (retained)
+``locks/{lock}/ca``                 backend    lock: the site CA certificates (retained)
 ``updates/{bundle}/{index}``        backend    locks: chunks of a signed update (retained)
 ``locks/{lock}/events``             lock       backend: acks, access events, reports
 ``locks/{lock}/availability``       lock       backend: ``online`` / ``offline`` (retained, will)
@@ -57,8 +59,9 @@ def lock_topic(lock_id: str, leaf: str) -> str:
     return f"locks/{lock_id}/{leaf}"
 
 
-USER_LEAVES_READ = ("session", "events", "replies", "alerts", "backend_key")
-LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands", "update", "backend_key")
+TRUST_LEAVES = ("backend_key", "ca")  # whom a device is to trust: read before anything else
+USER_LEAVES_READ = ("session", "events", "replies", "alerts", *TRUST_LEAVES)
+LOCK_LEAVES_READ = ("session", "command_key", "revocations", "commands", "update", *TRUST_LEAVES)
 UPDATE_CHUNKS = "updates/+/+"  # signed software, the same for every lock: no secret in it
 LOCK_LEAVES_WRITE = ("events", "availability")
 ONLINE = b"online"
@@ -76,3 +79,11 @@ def home_assistant_state(lock_id: str) -> str:
 
 def home_assistant_command(lock_id: str) -> str:
     return f"smartlock/ha/{lock_id}/set"
+
+
+def lock_trust_topics(lock_id: str) -> tuple[str, ...]:
+    return tuple(lock_topic(lock_id, leaf) for leaf in TRUST_LEAVES)
+
+
+def user_trust_topics(user: str) -> tuple[str, ...]:
+    return tuple(user_topic(user, leaf) for leaf in TRUST_LEAVES)

@@ -39,6 +39,7 @@ from smartlock.core import home_assistant, topics
 from smartlock.core.access import open_access_event
 from smartlock.core.alerts import make_alert
 from smartlock.core.backend_key import ENDORSE, RETIRE, make_backend_key_notice
+from smartlock.core.ca_notice import make_ca_notice
 from smartlock.core.commands import (
     CommandRequest,
     command_key,
@@ -121,10 +122,12 @@ def token_words(token: tuple[int, str]) -> tuple[str, str]:
 
 
 def _file_version(path: Path) -> int:
+    """Changes when the file is replaced (a new inode) or rewritten (a new mtime); -1: none."""
     try:
-        return path.stat().st_mtime_ns
+        stat = path.stat()
     except OSError:
         return -1
+    return hash((stat.st_ino, stat.st_mtime_ns)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class SiteDirectory:
@@ -205,6 +208,7 @@ class Backend:
             site.private_key_path(BACKEND_USER), site.previous_private_key_path(BACKEND_USER)
         )
         self._notices_sent: tuple[int, str] | None = None  # (kind, key) told to every device
+        self._ca_sent = -1  # the ca.crt version told to every device (-1: none yet)
         self._command_master = site.secret(site.command_master_key_path)
         self.directory = SiteDirectory(self)
         self.issuer = KeyIssuer(
@@ -329,13 +333,37 @@ class Backend:
         token, payload = notice
         if token == self._notices_sent:
             return
-        site = Site.load(self.site.root)  # devices added since we started are told too
-        for lock_id in site.locks:
-            self._outbox.put(topics.lock_topic(lock_id, "backend_key"), payload, retain=True)
-        for user in site.users:
-            self._outbox.put(topics.user_topic(user, "backend_key"), payload, retain=True)
+        self._tell_every_device("backend_key", payload)
         self._notices_sent = token
         logger.info("Told every device: %s backend key %s", *token_words(token))
+
+    def publish_site_ca(self) -> None:
+        """Tell every device, signed, which site CA certificates to trust -- again whenever
+        ``ca.crt`` changes (``smartlock rotate ca``): a device with its own copy of the site
+        learns the next CA before the broker switches to it (:mod:`smartlock.core.ca_notice`)."""
+        path = self.site.ca_cert
+        version = _file_version(path)
+        if version == self._ca_sent:
+            return
+        try:
+            certificates = crypto.certificates_to_der(path.read_bytes())
+            payload = make_ca_notice(certificates, now=self._clock(), backend_key=self._backend_key)
+        except (OSError, crypto.CryptoError, ValueError) as exc:
+            if self._ca_sent != -2:
+                logger.error("Cannot tell the devices the site CA (%s): %s", path, exc)
+            self._ca_sent = -2  # logged once; tried again when the file changes
+            return
+        self._tell_every_device("ca", payload)
+        self._ca_sent = version
+        logger.info("Told every device: trust %d site CA certificate(s)", len(certificates))
+
+    def _tell_every_device(self, leaf: str, payload: bytes) -> None:
+        """Retained on ``locks/{lock}/{leaf}`` and ``users/{user}/{leaf}`` for every device."""
+        site = Site.load(self.site.root)  # devices added since we started are told too
+        for lock_id in site.locks:
+            self._outbox.put(topics.lock_topic(lock_id, leaf), payload, retain=True)
+        for user in site.users:
+            self._outbox.put(topics.user_topic(user, leaf), payload, retain=True)
 
     def _backend_key_notice(self) -> tuple[tuple[int, str], bytes] | None:
         now = self._clock()
@@ -531,8 +559,10 @@ class Backend:
             self._published_revocations.clear()
             self.updates.reset()
             self._notices_sent = None
+            self._ca_sent = -1
             try:
                 self.follow_signing_key()
+                self.publish_site_ca()
                 self.publish_lock_state()
             except Exception:  # the periodic tick tries again; the session must go on
                 self.rejections.counts["internal_error"] += 1
@@ -597,6 +627,7 @@ class Backend:
             self._outbox.put(topics.user_topic(denial.guest_id, "session"), denial.payload)
         self._expire_commands(now)
         self.follow_signing_key()  # before the retained state it may have to sign again
+        self.publish_site_ca()
         locks = self.store.list_locks()  # read once a tick, for both
         self.publish_lock_state(locks)
         self.updates.publish()

@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from smartlock.adapters.backend_trust import BackendTrust
+from smartlock import crypto
+from smartlock.adapters.backend_trust import BackendTrust, apply_ca_notice
 from smartlock.adapters.mqtt import BrokerUnavailable
 from smartlock.core.errors import Reason, Rejected
+from smartlock.site import Site
 
 
 class Rejections:
@@ -148,18 +150,49 @@ async def reconnecting(
         backoff = min(backoff * 2, max_backoff_s)
 
 
-def apply_backend_key_notice(
-    trust: BackendTrust, payload: bytes, rejections: Rejections, logger: logging.Logger
-) -> None:
-    """A device's handling of the backend's key notice (``.../backend_key``): trust what a key
-    it trusts says; a forged or damaged one is counted and changes nothing."""
-    try:
-        changed = trust.on_notice(payload)
-    except Rejected as rejected:
-        rejections.record("backend key notice", rejected)
-        return
-    except OSError as exc:
-        logger.error("Cannot store the backend key notice (%s)", exc.strerror)
-        return
-    if changed:
-        logger.info("Backend key rotation: %s", changed)
+class TrustNotices:
+    """What the backend tells a device about whom to trust, retained on its own topics: the
+    backend's key during a rotation (``.../backend_key``, :mod:`smartlock.core.backend_key`) and
+    the site CA certificates (``.../ca``, :mod:`smartlock.core.ca_notice`).  A device subscribes
+    to :attr:`topics` first and passes every message to :meth:`handle`; a forged or damaged
+    notice is counted and changes nothing."""
+
+    def __init__(
+        self,
+        site: Site,
+        trust: BackendTrust,
+        trust_topics: tuple[str, ...],
+        rejections: Rejections,
+        logger: logging.Logger,
+    ) -> None:
+        self._site = site
+        self._trust = trust
+        self._backend_key, self._ca = trust_topics  # core.topics.TRUST_LEAVES, in order
+        self._rejections = rejections
+        self._logger = logger
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return (self._backend_key, self._ca)
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """True when ``topic`` was one of these (handled)."""
+        if topic not in self.topics:
+            return False
+        what = "backend key notice" if topic == self._backend_key else "CA notice"
+        try:
+            if topic == self._backend_key:
+                changed = self._trust.on_notice(payload)
+            else:
+                changed = apply_ca_notice(self._site.ca_cert, payload, self._trust.keys())
+        except Rejected as rejected:
+            self._rejections.record(what, rejected)
+        except crypto.CryptoError as exc:
+            self._rejections.counts[Reason.MALFORMED.value] += 1
+            self._logger.warning("Rejected %s: %s", what, exc)
+        except OSError as exc:
+            self._logger.error("Cannot store the %s (%s)", what, exc.strerror)
+        else:
+            if changed:
+                self._logger.info("Trust: %s", changed)
+        return True

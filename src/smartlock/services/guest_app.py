@@ -33,7 +33,7 @@ from smartlock.core.messages import (
     message_type_of,
 )
 from smartlock.core.token import advertising_data, make_token, token_slot
-from smartlock.services.common import Rejections, apply_backend_key_notice
+from smartlock.services.common import Rejections, TrustNotices
 from smartlock.site import Site
 
 logger = logging.getLogger("smartlock.guest")
@@ -87,6 +87,9 @@ class GuestApp:
         self._key = site.private_key(guest_id)
         self._trust = BackendTrust(site)  # the backend keys it trusts (rotation: two)
         self.rejections = Rejections(logger)
+        self._notices = TrustNotices(
+            site, self._trust, topics.user_trust_topics(guest_id), self.rejections, logger
+        )
 
     @property
     def session_topic(self) -> str:
@@ -95,10 +98,6 @@ class GuestApp:
     @property
     def events_topic(self) -> str:
         return topics.user_topic(self.guest_id, "events")
-
-    @property
-    def backend_key_topic(self) -> str:
-        return topics.user_topic(self.guest_id, "backend_key")
 
     async def open_door(
         self, lock_id: str, *, action: Action = Action.UNLOCK, timeout_s: float = 30.0
@@ -122,7 +121,8 @@ class GuestApp:
                     ),
                     stack.enter_async_context(self.radio),
                 )
-                await mqtt.subscribe(self.backend_key_topic)  # first: a rotation's notice
+                for topic in self._notices.topics:  # first: whom to trust
+                    await mqtt.subscribe(topic)
                 await mqtt.subscribe(self.session_topic)
                 await mqtt.subscribe(self.events_topic)
                 messages = mqtt.messages()
@@ -152,8 +152,7 @@ class GuestApp:
         result.wire_bytes["session_request"] = len(payload)
         logger.info("Requested session key for %s (%d bytes)", lock_id, len(payload))
         async for message in messages:
-            if message.topic == self.backend_key_topic:
-                apply_backend_key_notice(self._trust, message.payload, self.rejections, logger)
+            if self._notices.handle(message.topic, message.payload):
                 continue
             if message.topic != self.session_topic:
                 continue
@@ -260,7 +259,8 @@ class GuestApp:
         try:
             async with asyncio.timeout(timeout_s):
                 async with MqttConnection(self.site, self.site.credentials(self.guest_id)) as mqtt:
-                    await mqtt.subscribe(self.backend_key_topic)
+                    for topic in self._notices.topics:
+                        await mqtt.subscribe(topic)
                     await mqtt.subscribe(self.session_topic)
                     key = await self._request_key(mqtt, mqtt.messages(), lock_id, result)
         except TimeoutError:

@@ -64,7 +64,7 @@ from smartlock.core.update_transfer import UPDATES_PREFIX
 from smartlock.services.common import (
     Outbox,
     Rejections,
-    apply_backend_key_notice,
+    TrustNotices,
     reconnecting,
 )
 from smartlock.services.lock_updater import LockUpdater, RestartForUpdate
@@ -183,6 +183,9 @@ class LockAgent:
         if self.state_path.exists():
             self._restore(self.state_path.read_bytes())
         self.rejections = Rejections(logger)
+        self._notices = TrustNotices(
+            site, self._trust, topics.lock_trust_topics(lock_id), self.rejections, logger
+        )
         self._acks = Outbox()  # key acks: useful only now, never kept on disk
         self._relock: asyncio.TimerHandle | None = None
         self._syncing = False  # connected, revocation list not applied yet: handle nothing
@@ -285,6 +288,9 @@ class LockAgent:
         log = logger.info if outcome.step == "healthy" else logger.warning
         log("Update %s: %s (%s)", version, outcome.step, outcome.detail or "ok")
 
+    def _on_trust_notice(self, message: Incoming) -> None:
+        self._notices.handle(message.topic, message.payload)
+
     def _on_update_chunk(self, message: Incoming) -> None:
         self.updater.on_chunk(message.topic, message.payload)
 
@@ -336,8 +342,9 @@ class LockAgent:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._dispatch(mqtt), name="lock-inbox")
             # The revocation list first: nothing else is handled until it is applied.
-            leaves = ("backend_key", "revocations", "command_key", "session", "commands", "update")
-            for leaf in leaves:
+            for topic in self._notices.topics:  # first: what follows may need them
+                await mqtt.subscribe(topic)
+            for leaf in ("revocations", "command_key", "session", "commands", "update"):
                 await mqtt.subscribe(topics.lock_topic(self.lock_id, leaf))
             try:
                 await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
@@ -358,8 +365,8 @@ class LockAgent:
     async def _dispatch(self, mqtt: MqttConnection) -> None:
         async for message in mqtt.messages():
             leaf = message.topic.rsplit("/", 1)[-1]
-            if leaf == "backend_key":  # first: what follows may be signed by a new key
-                self._safely(self.on_backend_key, message.payload)
+            if message.topic in self._notices.topics:
+                self._safely(self._on_trust_notice, message)
             elif leaf == "revocations":
                 self._safely(self.on_revocations, message.payload)
                 self._synced.set()
@@ -394,9 +401,6 @@ class LockAgent:
         except Exception:
             self.rejections.counts["internal_error"] += 1
             logger.exception("Internal error in %s; input dropped", handler.__name__)
-
-    def on_backend_key(self, payload: bytes) -> None:
-        apply_backend_key_notice(self._trust, payload, self.rejections, logger)
 
     def on_revocations(self, payload: bytes) -> None:
         try:

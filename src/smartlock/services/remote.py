@@ -22,7 +22,7 @@ from smartlock.core.alerts import Alert, open_alert
 from smartlock.core.commands import CommandReply, CommandRequest, open_command_reply
 from smartlock.core.errors import ConfigError, Rejected, SmartlockError
 from smartlock.core.messages import ID_BYTES, Action
-from smartlock.services.common import Rejections, apply_backend_key_notice
+from smartlock.services.common import Rejections, TrustNotices
 from smartlock.site import Site
 
 logger = logging.getLogger("smartlock.remote")
@@ -56,16 +56,17 @@ async def send_command(
     """Ask the backend to lock or unlock ``lock_id``; the backend's signed answer."""
     _check_user(site, user)
     trust = BackendTrust(site)
-    notices = topics.user_topic(user, "backend_key")
     request = CommandRequest(crypto.random_bytes(ID_BYTES), int(clock()), lock_id, action)
     payload = bytes(request)
     reply_topic = topics.user_topic(user, "replies")
     rejections = Rejections(logger)
+    notices = TrustNotices(site, trust, topics.user_trust_topics(user), rejections, logger)
     phase = "could not reach the broker"
     try:
         async with asyncio.timeout(timeout_s):
             async with MqttConnection(site, site.credentials(user)) as mqtt:
-                await mqtt.subscribe(notices)  # first: a rotation's notice
+                for topic in notices.topics:  # first: whom to trust
+                    await mqtt.subscribe(topic)
                 await mqtt.subscribe(reply_topic)
                 phase = "the backend did not answer (is it running?)"
                 started = time.perf_counter()
@@ -76,8 +77,7 @@ async def send_command(
                     correlation_data=request.request_id,
                 )
                 async for message in mqtt.messages():
-                    if message.topic == notices:
-                        apply_backend_key_notice(trust, message.payload, rejections, logger)
+                    if notices.handle(message.topic, message.payload):
                         continue
                     if message.correlation_data != request.request_id:
                         continue
@@ -99,15 +99,15 @@ async def watch_alerts(site: Site, user: str) -> AsyncIterator[Alert]:
     """Verified alerts for ``user`` as they arrive (owners and residents receive them)."""
     _check_user(site, user)
     trust = BackendTrust(site)
-    notices = topics.user_topic(user, "backend_key")
     rejections = Rejections(logger)
+    notices = TrustNotices(site, trust, topics.user_trust_topics(user), rejections, logger)
     async with MqttConnection(site, site.credentials(user)) as mqtt:
-        await mqtt.subscribe(notices)  # first: a rotation's notice
+        for topic in notices.topics:  # first: whom to trust
+            await mqtt.subscribe(topic)
         await mqtt.subscribe(topics.user_topic(user, "alerts"))
         logger.info("Watching alerts for %s", user)
         async for message in mqtt.messages():
-            if message.topic == notices:
-                apply_backend_key_notice(trust, message.payload, rejections, logger)
+            if notices.handle(message.topic, message.payload):
                 continue
             try:
                 yield open_alert(message.payload, backend_public=trust.keys())
