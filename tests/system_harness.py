@@ -356,10 +356,15 @@ async def run_guest(site: Site, lock_id: str, guest_id: str, *, timeout_s: float
     return child
 
 
-def copy_for_device(site: Site, target: Path) -> Path:
-    """A copy of the site for a device that keeps its own (an enrolled phone): from now on it
-    trusts what its own files say; sockets are not copied (the radio stays the site's)."""
-    shutil.copytree(site.root, target, ignore=shutil.ignore_patterns("*.sock"))
+def copy_for_device(site: Site, target: Path, user: str) -> Path:
+    """What a device of ``user`` keeps of the site (an enrolled phone): site.json, ca.crt, the
+    public keys and its own directory; from now on it trusts what its own files say."""
+    target.mkdir(parents=True)
+    shutil.copy2(site.root / "site.json", target / "site.json")
+    shutil.copy2(site.ca_cert, target / site.ca_cert.name)
+    shutil.copytree(site.root / "public", target / "public")
+    own = site.identity_dir(user)
+    shutil.copytree(own, target / own.relative_to(site.root))
     return target
 
 

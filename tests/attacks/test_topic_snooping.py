@@ -19,6 +19,7 @@ import time
 
 from smartlock import crypto
 from smartlock.adapters.mqtt import Incoming, MqttConnection
+from smartlock.core import topics
 from smartlock.core.commands import CommandRequest
 from smartlock.core.messages import ID_BYTES, Action, MessageType, SessionRequest
 from system_harness import OWNER, System, cli, cli_json, run_guest, watch
@@ -100,7 +101,10 @@ async def test_guest_reads_nothing_of_locks_users_or_backend_while_they_carry_tr
         await asyncio.sleep(0.5)  # anything still in flight to the spy arrives by now
         recorder.cancel()
         await asyncio.gather(recorder, return_exceptions=True)
-    assert {message.topic for message in seen} == {f"users/{SPY}/session"}
+    # its own session topic, and its own retained trust notices (public, signed), nothing else
+    own = {f"users/{SPY}/session", *topics.user_trust_topics(SPY)}
+    assert {message.topic for message in seen} <= own
+    assert f"users/{SPY}/session" in {message.topic for message in seen}
     await owner_unlocks_lock_01(system)  # under the new epoch, after all that
 
 

@@ -61,7 +61,7 @@ async def test_a_rotated_backend_key_is_trusted_by_site_devices_and_learned_by_o
 ) -> None:
     site = system.site
     device = tmp_path / "phone"
-    copy_for_device(site, device)  # a device with its own copy: it pins the old key
+    copy_for_device(site, device, GUEST)  # a device with its own copy: it pins the old key
     old = _fingerprint_of(site.public_key_path(BACKEND_USER))
     marks = {name: len(child.lines) for name, child in system.locks.items()}
     rotated = await cli(site, "rotate", "backend-key")
@@ -86,7 +86,7 @@ async def test_after_finishing_the_old_key_is_trusted_nowhere(
 ) -> None:
     site = system.site
     device = tmp_path / "phone"
-    copy_for_device(site, device)
+    copy_for_device(site, device, GUEST)
     old_private = crypto.load_private_key(site.previous_private_key_path(BACKEND_USER).read_bytes())
     old = crypto.public_key_fingerprint(old_private.public_key())
     # the copy made during the overlap trusts both; the notice will retire the old one

@@ -59,7 +59,7 @@ async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(
     system: System, tmp_path: Path
 ) -> None:
     site = system.site
-    phone = copy_for_device(site, tmp_path / "phone")  # keeps its own ca.crt
+    phone = copy_for_device(site, tmp_path / "phone", "guest_01")  # keeps its own ca.crt
     old_ca = site.ca_cert.read_bytes()
     old_key = site.ca_key.read_bytes()
     before = await asyncio.to_thread(_served, system, old_ca)
@@ -114,7 +114,7 @@ async def test_the_ca_rotates_with_an_overlap_and_nobody_is_dropped(
     assert guest.returncode == 0, guest.output()
 
     # the device connects with the bundle it learned, and is told the new CA alone
-    device = await run_guest_on_device(site, phone, "lock_02", "guest_02")
+    device = await run_guest_on_device(site, phone, "lock_01", "guest_01")
     assert device.returncode == 0, device.output()
     assert "Trust: now trusts 1 site CA certificate(s)" in device.output()
     assert (phone / "ca.crt").read_bytes() == site.ca_cert.read_bytes()
