@@ -21,6 +21,7 @@ from smartlock.adapters.store import AuditRecord, LockHealth, LockRecord
 from smartlock.admin import create_site, open_store
 from smartlock.broker import free_port, grant_broker_access, rotate_broker_certificate
 from smartlock.cli import app
+from smartlock.core.records import LockUpdate
 from smartlock.crypto import CertifiedKey, make_certificate_authority, make_server_certificate
 from smartlock.doctor import Check
 from smartlock.site import Site, write_private
@@ -497,3 +498,51 @@ def test_doctor_with_a_db_that_does_not_exist_fails_the_store_check(
     result = invoke(site, "--db", f"sqlite:///{tmp_path / 'typo.db'}")
     assert result.exit_code == 1, result.output
     assert f"✗ store: no database at {tmp_path / 'typo.db'}" in result.stdout
+
+
+# --- updates -------------------------------------------------------------------------------------
+
+
+def _update(lock: str, step: str, *, version: str = "1.1.0", reason: str = "", age: int = 60,
+            running: str = "1.0.0") -> LockUpdate:  # fmt: skip
+    return LockUpdate(lock, "ab" * 16, version, "", int(NOW) - age, step, version, reason,
+                      int(NOW), running)  # fmt: skip
+
+
+def test_no_update_pushed_passes(site: Site) -> None:
+    assert doctor.check_updates(site, [], now=NOW) == Check("updates", True, "no update pushed")
+
+
+def test_an_update_under_way_passes_and_an_applied_one_says_what_runs(site: Site) -> None:
+    check = doctor.check_updates(site, [_update("lock_01", "downloading")], now=NOW)
+    assert check == Check("updates", True, "under way: lock_01: 1.1.0 downloading for 60 s")
+    check = doctor.check_updates(site, [_update("lock_01", "healthy", running="1.1.0")], now=NOW)
+    assert check == Check("updates", True, "applied: lock_01 1.1.0")
+
+
+def test_an_update_pending_for_more_than_an_hour_fails_with_the_supervised_command(
+    site: Site,
+) -> None:
+    check = doctor.check_updates(site, [_update("lock_02", "pushed", age=3700)], now=NOW)
+    assert not check.ok
+    assert check.detail == "lock_02: 1.1.0 pushed for 3700 s"
+    assert f"smartlock lock supervise --id lock_02 --site {site.root}" in check.fix
+
+
+def test_a_refused_or_rolled_back_update_fails_with_what_to_do(site: Site) -> None:
+    refused = _update("lock_01", "refused", reason="not_newer")
+    rolled = _update("lock_02", "rolled_back", reason="exited")
+    check = doctor.check_updates(site, [refused, rolled], now=NOW)
+    assert not check.ok
+    assert check.detail == (
+        "lock_01 refused 1.1.0 (not_newer); lock_02 rolled 1.1.0 back (exited); it runs 1.0.0"
+    )
+    assert "above every version it ever installed" in check.fix
+    assert "push it as a higher version" in check.fix
+
+
+def test_a_fresh_site_reports_updates_from_the_store(site: Site) -> None:
+    with open_store(site) as store:
+        store.push_update(["lock_01"], bundle_id="cd" * 16, version="1.2.0", by="", now=int(NOW))
+    checks = by_name(doctor.run_checks(site, now=NOW))
+    assert checks["updates"] == Check("updates", True, "under way: lock_01: 1.2.0 pushed for 0 s")

@@ -36,7 +36,7 @@ from smartlock import crypto
 from smartlock.core import topics
 from smartlock.core.errors import ConfigError
 from smartlock.crypto import CertifiedKey
-from smartlock.site import BACKEND_USER, Site, write_private
+from smartlock.site import BACKEND_USER, Site, fsync_directory, write_private
 
 BROKER_USER = "mosquitto"
 MAX_QUEUED_MESSAGES = 100_000
@@ -379,16 +379,8 @@ def finish_ca_rotation(
     if site.next_ca_key.exists():
         os.replace(site.next_ca_key, site.ca_key)
     site.next_ca_cert.unlink(missing_ok=True)
-    _sync_directory(site.ca_key.parent)
+    fsync_directory(site.ca_key.parent)
     return x509.load_pem_x509_certificate(incoming.cert_pem), broker_cert, reloaded
-
-
-def _sync_directory(path: Path) -> None:
-    directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def served_certificate(site: Site, *, timeout_s: float = 3.0) -> x509.Certificate:

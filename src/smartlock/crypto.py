@@ -98,6 +98,10 @@ def load_public_key(pem: bytes) -> PublicKey:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError):
         raise CryptoError("not a PEM public key") from None
+    return _rsa_public(key)
+
+
+def _rsa_public(key: object) -> PublicKey:
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < RSA_KEY_BITS:
         raise CryptoError(f"not an RSA public key of at least {RSA_KEY_BITS} bits")
     return key
@@ -114,9 +118,7 @@ def load_public_key_der(der: bytes) -> PublicKey:
         key = serialization.load_der_public_key(der)
     except (ValueError, TypeError):
         raise CryptoError("not a DER public key") from None
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < RSA_KEY_BITS:
-        raise CryptoError(f"not an RSA public key of at least {RSA_KEY_BITS} bits")
-    return key
+    return _rsa_public(key)
 
 
 def public_key_fingerprint(key: PublicKey) -> str:

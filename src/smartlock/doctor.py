@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from smartlock.adapters.store import LockHealth, LockRecord, Store
+    from smartlock.core.records import LockUpdate
 
 EXPIRY_WARNING_DAYS = 30
 """A certificate that expires within this many days fails: time enough to replace it."""
@@ -589,6 +590,65 @@ def check_revocations(
     return _failed(name, "; ".join(why for _, why in behind), fix)
 
 
+UPDATE_PENDING_S = 3600  # a pushed update not settled within an hour is reported
+
+
+def check_updates(site: Site, updates: Sequence[LockUpdate], *, now: float) -> Check:
+    """Every pushed update was applied: a lock still on it after an hour (offline? not
+    supervised?), or one that refused it or rolled it back, is reported with what to do."""
+    name = "updates"
+    problems: list[tuple[str, str]] = []
+    pending = []
+    for update in updates:
+        if not update.bundle_id:
+            continue
+        lock = update.lock_id
+        if update.settled:
+            if update.step == "refused":
+                problems.append(
+                    (
+                        f"{lock} refused {update.version} ({update.reason})",
+                        "push a bundle the lock accepts: signed by the pinned release key, for "
+                        "its model, above every version it ever installed",
+                    )
+                )
+            elif update.step == "rolled_back":
+                problems.append(
+                    (
+                        f"{lock} rolled {update.version} back ({update.reason}); it runs "
+                        f"{update.running_version or 'the previous version'}",
+                        "fix the release and push it as a higher version (a rolled-back "
+                        "version is never installed again)",
+                    )
+                )
+            continue
+        age = int(now - update.pushed_at)
+        where = f"{lock}: {update.version} {update.step} for {age} s"
+        if age > UPDATE_PENDING_S:
+            problems.append(
+                (
+                    where,
+                    f"bring it online supervised (smartlock lock supervise --id {lock} "
+                    f"--site {shlex.quote(str(site.root))}): an agent without a supervisor "
+                    "refuses updates",
+                )
+            )
+        else:
+            pending.append(where)
+    if problems:
+        return _failed(
+            name, "; ".join(why for why, _ in problems), "; ".join(fix for _, fix in problems)
+        )
+    if pending:
+        return _passed(name, "under way: " + "; ".join(pending))
+    applied = [u for u in updates if u.bundle_id]
+    if not applied:
+        return _passed(name, "no update pushed")
+    return _passed(
+        name, "applied: " + ", ".join(f"{u.lock_id} {u.running_version}" for u in applied)
+    )
+
+
 def check_lock_health(site: Site, lock_id: str, health: LockHealth | None, *, now: float) -> Check:
     """The lock is online with a heartbeat within two intervals (plus the backend's second of
     grace) of ``now``."""
@@ -670,7 +730,13 @@ def store_checks(site: Site, *, db: str | None = None, now: float) -> list[Check
 
     schema = check_store(site, db)
     if not schema.ok:
-        skipped = ("revocations", *(f"lock {lock}" for lock in site.locks), "clocks", "audit log")
+        skipped = (
+            "revocations",
+            "updates",
+            *(f"lock {lock}" for lock in site.locks),
+            "clocks",
+            "audit log",
+        )
         return [schema] + [
             _failed(name, "not checked: the store is not usable", "fix the store first")
             for name in skipped
@@ -687,6 +753,7 @@ def store_checks(site: Site, *, db: str | None = None, now: float) -> list[Check
             locks = store.list_locks()
             health = {lock.lock_id: store.lock_health(lock.lock_id) for lock in locks}
             checks.append(check_revocations(site, locks, health))
+            checks.append(check_updates(site, store.lock_updates(), now=now))
             checks += [
                 check_lock_health(site, lock.lock_id, health[lock.lock_id], now=now)
                 for lock in locks

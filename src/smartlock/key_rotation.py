@@ -17,12 +17,25 @@ half is completed (the public half made from the private key) by the next start 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from smartlock import crypto
 from smartlock.core.errors import ConfigError
 from smartlock.site import BACKEND_USER, Site, write_private, write_public
+
+
+@contextlib.contextmanager
+def _key_errors(what: str) -> Iterator[None]:
+    """A key file that cannot be read or is not a key, as a one-line ConfigError."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} ({exc.strerror})") from None
+    except crypto.CryptoError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 def _check_lock(site: Site, lock_id: str) -> None:
@@ -40,13 +53,9 @@ def _complete_interrupted_start(site: Site, lock_id: str) -> None:
     """A start cut between the new private key and its public half: publish the public half
     the private key has (the backend then seals for the key the lock holds)."""
     private_path, public_path = site.private_key_path(lock_id), site.public_key_path(lock_id)
-    try:
+    with _key_errors(f"{lock_id}'s key"):
         held = crypto.load_private_key(private_path.read_bytes())
         published = public_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {lock_id}'s key ({exc.strerror})") from None
-    except crypto.CryptoError as exc:
-        raise ConfigError(f"{private_path}: {exc}") from None
     expected = crypto.public_key_to_pem(held.public_key())
     if published != expected:
         write_public(public_path, expected)
@@ -63,14 +72,10 @@ def start_lock_key_rotation(site: Site, lock_id: str) -> tuple[str, str]:
             f"(smartlock rotate lock-key {lock_id} --finish)"
         )
     private_path, public_path = site.private_key_path(lock_id), site.public_key_path(lock_id)
-    try:
+    with _key_errors(f"{lock_id}'s key"):
         old_private = private_path.read_bytes()
         old_public = public_path.read_bytes()
         old = crypto.load_private_key(old_private)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {lock_id}'s key ({exc.strerror})") from None
-    except crypto.CryptoError as exc:
-        raise ConfigError(f"{private_path}: {exc}") from None
     new = crypto.generate_private_key()
     write_public(site.previous_public_key_path(lock_id), old_public)
     write_private(site.previous_private_key_path(lock_id), old_private)
@@ -128,7 +133,7 @@ def start_backend_key_rotation(site: Site) -> tuple[str, str]:
             "a rotation of the backend's key is under way: finish it first "
             "(smartlock rotate backend-key --finish)"
         )
-    try:
+    with _key_errors("the backend's key"):
         if not staged.exists():
             write_private(staged, crypto.private_key_to_pem(crypto.generate_private_key()))
         new = crypto.load_private_key(staged.read_bytes())
@@ -137,10 +142,6 @@ def start_backend_key_rotation(site: Site) -> tuple[str, str]:
         else:  # resumed: the current key was already set aside
             old_private = previous_private.read_bytes()
         old = crypto.load_private_key(old_private)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the backend's key ({exc.strerror})") from None
-    except crypto.CryptoError as exc:
-        raise ConfigError(f"the backend's key: {exc}") from None
     write_public(previous_public, crypto.public_key_to_pem(old.public_key()))
     write_public(public, crypto.public_key_to_pem(new.public_key()))
     write_private(previous_private, old_private)
@@ -163,12 +164,8 @@ def finish_backend_key_rotation(site: Site) -> str:
         )
     if not backend_rotation_under_way(site):
         raise ConfigError("no rotation of the backend's key is under way")
-    try:
+    with _key_errors("the previous backend key"):
         old = crypto.load_private_key(previous_private.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the previous backend key ({exc.strerror})") from None
-    except crypto.CryptoError as exc:
-        raise ConfigError(f"the previous backend key: {exc}") from None
     write_public(site.retired_backend_key_path, crypto.public_key_to_pem(old.public_key()))
     previous_public.unlink(missing_ok=True)  # first: the private key marks the rotation
     previous_private.unlink()

@@ -12,20 +12,12 @@ import logging
 from pathlib import Path
 
 from smartlock import crypto
+from smartlock.adapters.key_files import MISSING, file_version
 from smartlock.core.backend_key import ENDORSE, open_backend_key_notice
 from smartlock.core.ca_notice import open_ca_notice
 from smartlock.site import BACKEND_USER, Site, write_public
 
 logger = logging.getLogger("smartlock.trust")
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Changes when the file is replaced (a new inode) or rewritten (a new mtime)."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return (-1, -1)
-    return (stat.st_ino, stat.st_mtime_ns)
 
 
 def _load(path: Path) -> crypto.PublicKey | None:
@@ -47,14 +39,14 @@ class BackendTrust:
 
     def refresh(self) -> bool:
         """Read the files again if either changed; True when the trusted keys changed."""
-        seen = (_version(self._pinned_path), _version(self._previous_path))
+        seen = (file_version(self._pinned_path), file_version(self._previous_path))
         if seen == self._seen:
             return False
         self._seen = seen
-        pinned = _load(self._pinned_path) if seen[0] != (-1, -1) else None
+        pinned = _load(self._pinned_path) if seen[0] != MISSING else None
         if pinned is not None:
             self._pinned = pinned
-        self._previous = _load(self._previous_path) if seen[1] != (-1, -1) else None
+        self._previous = _load(self._previous_path) if seen[1] != MISSING else None
         return True
 
     def keys(self) -> tuple[crypto.PublicKey, ...]:

@@ -1,4 +1,6 @@
-"""A private key that follows its file, for key rotation without a restart (``smartlock rotate
+"""Key files followed by their version (inode and mtime), for rotation without a restart.
+
+A private key that follows its file, for key rotation without a restart (``smartlock rotate
 lock-key``): the holder asks :meth:`RotatingKey.refresh` before each use and gets the new key,
 plus the previous one while the rotation's overlap lasts (its ``.previous`` file exists)."""
 
@@ -9,13 +11,15 @@ from pathlib import Path
 from smartlock import crypto
 from smartlock.core.errors import ConfigError
 
+MISSING = (-1, -1)  # the version of a file that does not exist
 
-def _version(path: Path) -> tuple[int, int]:
+
+def file_version(path: Path) -> tuple[int, int]:
     """Changes when the file is replaced (a new inode) or rewritten (a new mtime)."""
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return (-1, -1)
+        return MISSING
     return (stat.st_ino, stat.st_mtime_ns)
 
 
@@ -38,10 +42,10 @@ class RotatingKey:
 
     def refresh(self) -> bool:
         """Read the files again if either changed; True when the keys changed."""
-        seen = (_version(self._paths[0]), _version(self._paths[1]))
+        seen = (file_version(self._paths[0]), file_version(self._paths[1]))
         if seen == self._seen:
             return False
         current = _load(self._paths[0])
-        previous = () if seen[1] == (-1, -1) else (_load(self._paths[1]),)
+        previous = () if seen[1] == MISSING else (_load(self._paths[1]),)
         self.current, self.previous, self._seen = current, previous, seen
         return True

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from smartlock.core.errors import ConfigError
 from smartlock.core.release import UpdateRefused, Version, parse_version, version_text
 from smartlock.core.update_slots import SLOTS, SlotState, SlotStateError
-from smartlock.site import write_private
+from smartlock.site import fsync_directory, write_private
 
 if TYPE_CHECKING:
     from smartlock.site import Site
@@ -193,7 +193,7 @@ class SlotFiles:
         if target.exists():
             target.rename(old)
         staging.rename(target)
-        _fsync_dir(self.root)
+        fsync_directory(self.root)
         shutil.rmtree(old, ignore_errors=True)
 
     # --- helpers ------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], staging: 
             out.flush()
             os.fsync(fd)
     for folder in made:
-        _fsync_dir(folder)
+        fsync_directory(folder)
 
 
 def _make_dirs(folder: Path, made: set[Path]) -> None:
@@ -318,11 +318,3 @@ def _copy_member(
             if not chunk:
                 return
             out.write(chunk)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -52,9 +52,11 @@ class Action(IntEnum):
     LOCK = 2
 
 
-def peek_type(payload: bytes, allowed: tuple[MessageType, ...]) -> MessageType:
+def peek_type(
+    payload: bytes, allowed: tuple[MessageType, ...], *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> MessageType:
     """Check size and version of ``payload`` and that its type is one of ``allowed``."""
-    if len(payload) > MAX_MESSAGE_BYTES:
+    if len(payload) > max_bytes:
         raise Rejected(Reason.OVERSIZED, f"{len(payload)} bytes")
     if len(payload) < 2:
         raise Rejected(Reason.MALFORMED, "shorter than a header")
@@ -67,9 +69,11 @@ def peek_type(payload: bytes, allowed: tuple[MessageType, ...]) -> MessageType:
     raise Rejected(Reason.WRONG_TYPE, f"type {payload[1]}, expected {names}")
 
 
-def open_frame(payload: bytes, expected: MessageType) -> Reader:
+def open_frame(
+    payload: bytes, expected: MessageType, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Reader:
     """Check size, version and type of ``payload``; return a reader positioned after them."""
-    peek_type(payload, (expected,))
+    peek_type(payload, (expected,), max_bytes=max_bytes)
     reader = Reader(payload)
     reader.raw(2)
     return reader

@@ -29,9 +29,9 @@ import math
 from dataclasses import dataclass, field
 
 from smartlock.core.errors import Reason, Rejected
-from smartlock.core.messages import PROTOCOL_VERSION, MessageType
+from smartlock.core.messages import PROTOCOL_VERSION, MessageType, open_frame
 from smartlock.core.release import MAGIC, MAX_PAYLOAD, read_manifest_unverified
-from smartlock.core.wire import Reader, Writer
+from smartlock.core.wire import Writer
 
 CHUNK_BYTES = 12 * 1024  # the broker refuses packets above 16 KiB (broker.MAX_PACKET_BYTES)
 BUNDLE_ID_BYTES = 16
@@ -57,20 +57,6 @@ def _check_bundle_id(value: str) -> str:
 
 def _header(message_type: MessageType) -> Writer:
     return Writer().u8(PROTOCOL_VERSION).u8(message_type)
-
-
-def _open(payload: bytes, expected: MessageType, limit: int) -> Reader:
-    if len(payload) > limit:
-        raise Rejected(Reason.OVERSIZED, f"{len(payload)} bytes")
-    if len(payload) < 2:
-        raise Rejected(Reason.MALFORMED, "shorter than a header")
-    if payload[0] != PROTOCOL_VERSION:
-        raise Rejected(Reason.WRONG_VERSION, f"version {payload[0]}")
-    if payload[1] != expected:
-        raise Rejected(Reason.WRONG_TYPE, f"type {payload[1]}, expected {expected.name}")
-    reader = Reader(payload)
-    reader.raw(2)
-    return reader
 
 
 @dataclass(frozen=True)
@@ -112,7 +98,7 @@ class UpdateOffer:
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> UpdateOffer:
-        reader = _open(payload, MessageType.UPDATE_OFFER, MAX_OFFER_BYTES)
+        reader = open_frame(payload, MessageType.UPDATE_OFFER, max_bytes=MAX_OFFER_BYTES)
         raw_id = reader.raw(BUNDLE_ID_BYTES)
         chunk_bytes, chunk_count, size = reader.u32(), reader.u16(), reader.u32()
         head = reader.long_bytes()
@@ -152,7 +138,7 @@ class UpdateChunk:
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> UpdateChunk:
-        reader = _open(payload, MessageType.UPDATE_CHUNK, CHUNK_BYTES + 64)
+        reader = open_frame(payload, MessageType.UPDATE_CHUNK, max_bytes=CHUNK_BYTES + 64)
         raw_id = reader.raw(BUNDLE_ID_BYTES)
         index = reader.u16()
         data = reader.rest()

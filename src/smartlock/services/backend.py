@@ -27,10 +27,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from smartlock import admin, crypto
-from smartlock.adapters.key_files import RotatingKey
+from smartlock.adapters.key_files import MISSING, RotatingKey, file_version
 from smartlock.adapters.mqtt import Incoming, MqttConnection
 from smartlock.adapters.store import Store
 from smartlock.adapters.web.backend_port import AlertNotice, CommandOutcome, Enrollment
@@ -121,22 +120,13 @@ def token_words(token: tuple[int, str]) -> tuple[str, str]:
     return ("trust" if token[0] == ENDORSE else "drop", token[1])
 
 
-def _file_version(path: Path) -> int:
-    """Changes when the file is replaced (a new inode) or rewritten (a new mtime); -1: none."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return -1
-    return hash((stat.st_ino, stat.st_mtime_ns)) & 0x7FFF_FFFF_FFFF_FFFF
-
-
 class SiteDirectory:
     """The issuer's view of the world: the store at request time, the site's public keys."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._keys: dict[str, tuple[int, crypto.PublicKey]] = {}  # identity -> (mtime, key)
-        self._previous: dict[str, tuple[int, crypto.PublicKey]] = {}
+        self._keys: dict[str, tuple[tuple[int, int], crypto.PublicKey]] = {}  # by file version
+        self._previous: dict[str, tuple[tuple[int, int], crypto.PublicKey]] = {}
 
     def authorize_key(self, user: str, lock_id: str, now: float) -> KeyGrant:
         self._backend.check_not_locked_out(user, now)
@@ -156,21 +146,21 @@ class SiteDirectory:
         added back has a new key pair, a lock's key was rotated)."""
         site = self._backend.refresh_site(identity)
         path = site.public_key_path(identity)
-        version = _file_version(path)  # -1: let public_key() raise its clear error
+        version = file_version(path)  # missing: public_key() raises its clear error
         cached = self._keys.get(identity)
         if cached is None or cached[0] != version:
             cached = self._keys[identity] = (version, site.public_key(identity))
         return cached[1]
 
-    def key_version(self, identity: str) -> int:
+    def key_version(self, identity: str) -> tuple[int, int]:
         """Changes whenever ``identity``'s public key file is replaced."""
-        return _file_version(self._backend.refresh_site(identity).public_key_path(identity))
+        return file_version(self._backend.refresh_site(identity).public_key_path(identity))
 
     def previous_publics(self, identity: str) -> tuple[crypto.PublicKey, ...]:
         """The key an unfinished rotation replaced (``smartlock rotate lock-key``), if any."""
         path = self._backend.refresh_site(identity).previous_public_key_path(identity)
-        version = _file_version(path)
-        if version == -1:
+        version = file_version(path)
+        if version == MISSING:
             return ()
         cached = self._previous.get(identity)
         if cached is None or cached[0] != version:
@@ -208,7 +198,7 @@ class Backend:
             site.private_key_path(BACKEND_USER), site.previous_private_key_path(BACKEND_USER)
         )
         self._notices_sent: tuple[int, str] | None = None  # (kind, key) told to every device
-        self._ca_sent = -1  # the ca.crt version told to every device (-1: none yet)
+        self._ca_sent: tuple[int, int] | None = None  # the ca.crt version told to every device
         self._command_master = site.secret(site.command_master_key_path)
         self.directory = SiteDirectory(self)
         self.issuer = KeyIssuer(
@@ -233,7 +223,7 @@ class Backend:
         self._late_commands: dict[bytes, _PendingCommand] = {}  # timed out, still remembered
         # lock -> (command key epoch, lock key file version) published: a rotated lock key gets
         # the command key again, sealed for the new key
-        self._published_keys: dict[str, tuple[int, int]] = {}
+        self._published_keys: dict[str, tuple[int, tuple[int, int]]] = {}
         self._published_revocations: dict[str, int] = {}  # lock -> revocation list version
         self._publish_failures: dict[str, int] = {}  # lock -> version already alerted about
         self._command_rate = RateLimit(burst=COMMAND_BURST, per_minute=COMMANDS_PER_MINUTE)
@@ -342,16 +332,15 @@ class Backend:
         ``ca.crt`` changes (``smartlock rotate ca``): a device with its own copy of the site
         learns the next CA before the broker switches to it (:mod:`smartlock.core.ca_notice`)."""
         path = self.site.ca_cert
-        version = _file_version(path)
+        version = file_version(path)
         if version == self._ca_sent:
             return
         try:
             certificates = crypto.certificates_to_der(path.read_bytes())
             payload = make_ca_notice(certificates, now=self._clock(), backend_key=self._backend_key)
         except (OSError, crypto.CryptoError, ValueError) as exc:
-            if self._ca_sent != -2:
-                logger.error("Cannot tell the devices the site CA (%s): %s", path, exc)
-            self._ca_sent = -2  # logged once; tried again when the file changes
+            logger.error("Cannot tell the devices the site CA (%s): %s", path, exc)
+            self._ca_sent = version  # logged once; tried again when the file changes
             return
         self._tell_every_device("ca", payload)
         self._ca_sent = version
@@ -559,7 +548,7 @@ class Backend:
             self._published_revocations.clear()
             self.updates.reset()
             self._notices_sent = None
-            self._ca_sent = -1
+            self._ca_sent = None
             try:
                 self.follow_signing_key()
                 self.publish_site_ca()
