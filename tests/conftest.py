@@ -19,6 +19,7 @@ __all__ = [
 ]  # fixtures, registered by being imported here
 
 SYSTEM_SUITES = ("e2e", "attacks", "faults", "browser")
+QUIETENED_LOGGERS = ("bumble", "smartlock.mqtt.paho", "asyncio", "alembic")  # cli_common
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -59,3 +60,21 @@ def _every_log_is_scanned_for_secrets() -> Iterator[None]:
         yield
     ours.setLevel(level)
     root.removeHandler(handler)
+
+
+@pytest.fixture
+def cli_isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that run ``smartlock`` commands in this process (typer's CliRunner): no site
+    or database from the environment, and the logging setup put back afterwards (commands call
+    ``logging.basicConfig(force=True)`` on the runner's soon closed stderr and quieten some
+    loggers)."""
+    monkeypatch.delenv("SMARTLOCK_SITE", raising=False)
+    monkeypatch.delenv("SMARTLOCK_DB", raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in QUIETENED_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in quiet.items():
+        logging.getLogger(name).setLevel(old)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import ssl
 import stat
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner, Result
 
+from site_copies import copy_site
 from smartlock import broker as broker_module
 from smartlock import doctor
 from smartlock.admin import create_site
@@ -53,8 +53,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 
 def copy_of(template: Site, root: Path) -> Site:
-    shutil.copytree(template.root, root, symlinks=True)
-    copied = Site.load(root)
+    copied = copy_site(template, root)
     grant_broker_access(copied)
     return copied
 

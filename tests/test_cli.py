@@ -10,7 +10,6 @@ normal output on stdout.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import tempfile
 import time
@@ -25,6 +24,8 @@ from smartlock.broker import free_port
 from smartlock.cli import app
 from smartlock.core.roles import Role
 from smartlock.site import Site
+
+pytestmark = pytest.mark.usefixtures("cli_isolated")
 
 runner = CliRunner()
 
@@ -51,22 +52,6 @@ def assert_clean_error(result: Result, *fragments: str) -> None:
         assert fragment in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging_and_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Commands call logging.basicConfig(force=True) on the runner's (soon closed) stderr and
-    quieten some loggers; put the logging setup back so later tests log normally."""
-    monkeypatch.delenv("SMARTLOCK_SITE", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    quiet = {name: logging.getLogger(name).level for name in ("bumble", "smartlock.mqtt.paho")}
-    quiet["asyncio"] = logging.getLogger("asyncio").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, old in quiet.items():
-        logging.getLogger(name).setLevel(old)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,15 @@ import csv
 import datetime as dt
 import io
 import json
-import logging
-import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from site_copies import copy_site
 from smartlock.adapters.store import AuditRecord, LockHealth
 from smartlock.admin import create_site, open_store
 from smartlock.broker import free_port
@@ -68,21 +66,10 @@ def assert_clean_error(result: Result, *fragments: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _keep_logging_and_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Commands call logging.basicConfig(force=True) on the runner's (soon closed) stderr; put
-    the logging setup back."""
-    monkeypatch.delenv("SMARTLOCK_SITE", raising=False)
-    monkeypatch.delenv("SMARTLOCK_DB", raising=False)
-    monkeypatch.setenv("COLUMNS", "80")  # tables written to a pipe still keep whole rows
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    quiet = {name: logging.getLogger(name).level for name in ("bumble", "smartlock.mqtt.paho")}
-    quiet["asyncio"] = logging.getLogger("asyncio").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, old in quiet.items():
-        logging.getLogger(name).setLevel(old)
+def _isolated_with_wide_tables(cli_isolated: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run in this process (see ``cli_isolated``), tables 80 columns wide: written to
+    a pipe they still keep whole rows."""
+    monkeypatch.setenv("COLUMNS", "80")
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +85,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Site:
         broker_port=free_port(),
         timezone=ZONE,
     )
-
-
-def copy_site(source: Site, target: Path) -> Site:
-    shutil.copytree(source.root, target, symlinks=True)  # copy2: modes stay 0600 / 0700
-    return Site.load(target)
 
 
 @pytest.fixture

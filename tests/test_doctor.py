@@ -6,11 +6,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,20 +24,11 @@ from smartlock.crypto import CertifiedKey, make_certificate_authority, make_serv
 from smartlock.doctor import Check
 from smartlock.site import Site, write_private
 
+pytestmark = pytest.mark.usefixtures("cli_isolated")
+
 NOW = float(int(time.time()))  # whole seconds, as heartbeats carry them
 DAY = 86400
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging_and_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("SMARTLOCK_SITE", raising=False)
-    monkeypatch.delenv("SMARTLOCK_DB", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
-import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from site_copies import copy_site
 from smartlock import crypto
 from smartlock.adapters.key_files import RotatingKey
 from smartlock.admin import create_site
@@ -32,21 +30,11 @@ from smartlock.key_rotation import (
 )
 from smartlock.site import Site, write_private, write_public
 
+pytestmark = pytest.mark.usefixtures("cli_isolated")
+
 LOCK = "lock_01"
 OTHER_LOCK = "lock_02"
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _keep_logging_and_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Commands may reconfigure logging on the runner's (soon closed) stderr: put it back."""
-    monkeypatch.delenv("SMARTLOCK_SITE", raising=False)
-    monkeypatch.delenv("SMARTLOCK_DB", raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +65,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Site:
 @pytest.fixture
 def site(template: Site, tmp_path: Path) -> Site:
     """A copy of the template that the test may change."""
-    shutil.copytree(template.root, tmp_path / "site", symlinks=True)  # copy2: modes stay
-    return Site.load(tmp_path / "site")
+    return copy_site(template, tmp_path / "site")
 
 
 def _key_files(site: Site, lock_id: str = LOCK) -> dict[str, bytes | None]:

@@ -10,11 +10,11 @@ stranger's key are made once too.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from site_copies import copy_site
 from smartlock import crypto
 from smartlock.adapters.backend_trust import BackendTrust
 from smartlock.admin import create_site
@@ -58,15 +58,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Site:
 @pytest.fixture
 def site(template: Site, tmp_path: Path) -> Site:
     """A copy of the template that the test may change."""
-    shutil.copytree(template.root, tmp_path / "site", symlinks=True)
-    return Site.load(tmp_path / "site")
+    return copy_site(template, tmp_path / "site")
 
 
 @pytest.fixture
 def device(template: Site, tmp_path: Path) -> Site:
     """A device's own copy of the site (an enrolled phone): it pins the site's first key."""
-    shutil.copytree(template.root, tmp_path / "device", symlinks=True)
-    return Site.load(tmp_path / "device")
+    return copy_site(template, tmp_path / "device")
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ every test; the key the rotation hands out is made once too.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from site_copies import copy_site
 from smartlock import crypto
 from smartlock.adapters.backend_trust import BackendTrust, apply_ca_notice
 from smartlock.admin import create_site, open_store
@@ -72,8 +72,7 @@ def old_key(template: Site) -> crypto.PrivateKey:
 @pytest.fixture
 def site(template: Site, tmp_path: Path) -> Site:
     """A copy of the template that the test may change."""
-    shutil.copytree(template.root, tmp_path / "site", symlinks=True)
-    return Site.load(tmp_path / "site")
+    return copy_site(template, tmp_path / "site")
 
 
 @pytest.fixture
@@ -323,8 +322,7 @@ def test_a_device_with_its_own_copy_follows_the_rotation_through_the_notices(
     old_key: crypto.PrivateKey,
     new_key: crypto.PrivateKey,
 ) -> None:
-    shutil.copytree(template.root, tmp_path / "phone", symlinks=True)
-    phone = BackendTrust(Site.load(tmp_path / "phone"))
+    phone = BackendTrust(copy_site(template, tmp_path / "phone"))
     topic = "users/guest_01/backend_key"
 
     start_backend_key_rotation(backend.site)

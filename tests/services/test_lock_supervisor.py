@@ -375,19 +375,6 @@ async def test_a_stop_request_ends_the_wait_before_a_restart(
 # --- the command ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _keep_logging() -> Iterator[None]:
-    """The command calls logging.basicConfig(force=True) on the runner's stderr: put the
-    logging setup back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    asyncio_level = logging.getLogger("asyncio").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("asyncio").setLevel(asyncio_level)
-
-
 @pytest.fixture(scope="module")
 def site_dir() -> Iterator[Path]:
     from smartlock.admin import create_site
@@ -415,7 +402,7 @@ def test_the_help_explains_the_trial_and_the_grace_period() -> None:
 
 
 @pytest.mark.parametrize("grace", ["0", "-5", "3601", "nan"])
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("cli_isolated")
 def test_a_bad_grace_period_is_a_one_line_error(site_dir: Path, grace: str) -> None:
     result = supervise("--id", "lock_01", "--site", str(site_dir), "--grace-period", grace)
     assert result.exit_code == 2
@@ -424,7 +411,7 @@ def test_a_bad_grace_period_is_a_one_line_error(site_dir: Path, grace: str) -> N
     assert "Traceback" not in result.output
 
 
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("cli_isolated")
 def test_an_unknown_lock_is_a_one_line_error(site_dir: Path) -> None:
     result = supervise("--id", "lock_99", "--site", str(site_dir))
     assert result.exit_code == 2
@@ -432,7 +419,7 @@ def test_an_unknown_lock_is_a_one_line_error(site_dir: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("cli_isolated")
 def test_options_go_to_lock_run_whose_usage_error_ends_the_supervisor(
     site_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
