@@ -11,6 +11,7 @@ every test; the key the rotation hands out is made once too.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from smartlock.admin import create_site, open_store
 from smartlock.broker import free_port
 from smartlock.core.alerts import open_alert
 from smartlock.core.backend_key import ENDORSE, RETIRE, BackendKeyNotice, open_backend_key_notice
-from smartlock.core.ca_notice import CaNotice, open_ca_notice
+from smartlock.core.ca_notice import CaNotice, make_ca_notice, open_ca_notice
 from smartlock.core.commands import open_command_key_delivery
 from smartlock.core.errors import Reason, Rejected
 from smartlock.core.revocation import open_revocation_list
@@ -392,3 +393,21 @@ def test_a_device_with_its_own_copy_follows_the_ca_notice(
     with pytest.raises(Rejected) as refused:
         apply_ca_notice(phone, payload, stranger.public_key())
     assert refused.value.reason is Reason.BAD_SIGNATURE
+
+
+def test_a_ca_notice_older_than_the_devices_ca_crt_is_refused_as_stale(
+    backend: Backend, old_key: crypto.PrivateKey, tmp_path: Path
+) -> None:
+    """A replayed overlap bundle must not bring back a CA the rotation retired."""
+    site = backend.site
+    ders = crypto.certificates_to_der(site.ca_cert.read_bytes())
+    phone = tmp_path / "phone-ca.crt"
+    phone.write_bytes(b"")  # nothing trusted yet: the first notice is taken
+    old_notice = make_ca_notice(ders, now=time.time() - 3600, backend_key=old_key)
+    fresh = make_ca_notice(ders, now=time.time(), backend_key=old_key)
+    assert apply_ca_notice(phone, fresh, old_key.public_key()).startswith("now trusts")
+    phone.write_bytes(b"")  # as if ca.crt now held something else, written just now
+    with pytest.raises(Rejected) as refused:
+        apply_ca_notice(phone, old_notice, old_key.public_key())
+    assert refused.value.reason is Reason.STALE
+    assert phone.read_bytes() == b""

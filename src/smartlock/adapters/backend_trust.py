@@ -15,6 +15,7 @@ from smartlock import crypto
 from smartlock.adapters.key_files import MISSING, file_version
 from smartlock.core.backend_key import ENDORSE, open_backend_key_notice
 from smartlock.core.ca_notice import open_ca_notice
+from smartlock.core.errors import Reason, Rejected
 from smartlock.site import BACKEND_USER, Site, write_public
 
 logger = logging.getLogger("smartlock.trust")
@@ -78,6 +79,9 @@ class BackendTrust:
         return f"retired backend key {crypto.public_key_fingerprint(previous)}"
 
 
+CA_NOTICE_SKEW_S = 300  # clock difference allowed between the backend and a device
+
+
 def apply_ca_notice(ca_path: Path, payload: bytes, trusted: crypto.TrustedKeys) -> str:
     """Make ``ca_path`` (a device's ``ca.crt``) hold the certificates the backend's signed
     notice lists (raises ``Rejected`` for one no trusted key signed, or ``CryptoError`` for
@@ -85,11 +89,18 @@ def apply_ca_notice(ca_path: Path, payload: bytes, trusted: crypto.TrustedKeys) 
     if not payload:
         return ""
     notice = open_ca_notice(payload, trusted=trusted)
+    held: tuple[bytes, ...] = ()
+    written = 0.0  # no ca.crt yet: any notice is newer
     try:
+        written = ca_path.stat().st_mtime
         held = crypto.certificates_to_der(ca_path.read_bytes())
     except (OSError, crypto.CryptoError):
-        held = ()
+        pass  # unreadable or damaged: replaced by the notice (if it is not older)
     if held == notice.certificates:
         return ""
+    if notice.at + CA_NOTICE_SKEW_S < written:
+        # ca.crt changed after this notice was made: an older notice (a replay, say, of the
+        # overlap's two-CA bundle after the rotation finished) must not bring a CA back
+        raise Rejected(Reason.STALE, "a CA notice older than this device's ca.crt")
     write_public(ca_path, crypto.certificates_to_pem(notice.certificates))
     return f"now trusts {len(notice.certificates)} site CA certificate(s)"
