@@ -40,6 +40,11 @@ class RotatingKey:
         self.previous: tuple[crypto.PrivateKey, ...] = ()
         self.refresh()
 
+    @property
+    def version(self) -> tuple[tuple[int, int], ...]:
+        """Changes whenever :meth:`refresh` read the files again."""
+        return self._seen
+
     def refresh(self) -> bool:
         """Read the files again if either changed; True when the keys changed."""
         seen = (file_version(self._paths[0]), file_version(self._paths[1]))

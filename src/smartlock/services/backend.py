@@ -198,6 +198,7 @@ class Backend:
             site.private_key_path(BACKEND_USER), site.previous_private_key_path(BACKEND_USER)
         )
         self._notices_sent: tuple[int, str] | None = None  # (kind, key) told to every device
+        self._notice_basis: object = None  # the key files the last notice was made from
         self._ca_sent: tuple[int, int] | None = None  # the ca.crt version told to every device
         self._command_master = site.secret(site.command_master_key_path)
         self.directory = SiteDirectory(self)
@@ -317,6 +318,11 @@ class Backend:
                 "Signing with backend key %s",
                 crypto.public_key_fingerprint(self._signing.current.public_key()),
             )
+        # a notice is made (signed) only when the key files changed, not on every tick
+        basis = (self._signing.version, file_version(self.site.retired_backend_key_path))
+        if basis == self._notice_basis:
+            return
+        self._notice_basis = basis
         notice = self._backend_key_notice()
         if notice is None:
             return
@@ -548,6 +554,7 @@ class Backend:
             self._published_revocations.clear()
             self.updates.reset()
             self._notices_sent = None
+            self._notice_basis = None
             self._ca_sent = None
             try:
                 self.follow_signing_key()
