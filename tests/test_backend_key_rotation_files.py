@@ -16,13 +16,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
+from cli_support import assert_clean_error, invoke
 from site_copies import copy_site
 from smartlock import crypto
 from smartlock.admin import create_site
 from smartlock.broker import free_port
-from smartlock.cli import app
 from smartlock.core.errors import ConfigError
 from smartlock.key_rotation import (
     backend_rotation_under_way,
@@ -32,8 +31,6 @@ from smartlock.key_rotation import (
 from smartlock.site import BACKEND_USER, Site, write_private, write_public
 
 pytestmark = pytest.mark.usefixtures("cli_isolated")
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -344,22 +341,6 @@ def test_a_finish_cut_after_its_first_deletion_is_completed_by_the_next_finish(
 # --- smartlock rotate backend-key ----------------------------------------------------------------
 
 
-def invoke(site: Site, *args: str) -> Result:
-    """Run ``smartlock ARGS --site SITE`` (the site option last, as users type it)."""
-    return runner.invoke(app, [*args, "--site", str(site.root)])
-
-
-def assert_clean_error(result: Result, message: str) -> None:
-    """Exit code 2, one line 'error: ...' on stderr, nothing on stdout, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-
-
 def _rotations_audited(site: Site) -> list[tuple[object, ...]]:
     result = invoke(site, "audit", "--json")
     assert result.exit_code == 0, result.output
@@ -421,14 +402,14 @@ def test_rotate_backend_key_twice_is_a_clear_error_naming_the_finish_command(
 
     result = invoke(site, "rotate", "backend-key")
 
-    assert_clean_error(result, "(smartlock rotate backend-key --finish)")
+    assert_clean_error(result, "(smartlock rotate backend-key --finish)", one_line=True)
     assert len(_rotations_audited(site)) == 1
 
 
 def test_rotate_backend_key_finish_with_nothing_under_way_is_a_clear_error(site: Site) -> None:
     result = invoke(site, "rotate", "backend-key", "--finish")
 
-    assert_clean_error(result, "no rotation of the backend's key is under way")
+    assert_clean_error(result, "no rotation of the backend's key is under way", one_line=True)
     assert _rotations_audited(site) == []
 
 
@@ -439,7 +420,9 @@ def test_rotate_backend_key_finish_after_a_cut_start_is_a_clear_error_naming_the
 
     result = invoke(site, "rotate", "backend-key", "--finish")
 
-    assert_clean_error(result, "run 'smartlock rotate backend-key' again to complete it")
+    assert_clean_error(
+        result, "run 'smartlock rotate backend-key' again to complete it", one_line=True
+    )
     assert _rotations_audited(site) == []
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli_support import assert_clean_error
 from smartlock.admin import create_site, open_store
 from smartlock.broker import free_port
 from smartlock.cli import app
@@ -41,17 +42,6 @@ def new_dir() -> Path:
 def flat(text: str) -> str:
     """Help text without the line breaks Rich puts in at the terminal width."""
     return " ".join(text.split())
-
-
-def assert_clean_error(result: Result, *fragments: str) -> None:
-    """Exit code 2, 'error: ...' on stderr naming every fragment, no traceback anywhere."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from typer.testing import CliRunner, Result
 
+from cli_support import assert_clean_error, invoke, runner
 from site_copies import copy_site
 from smartlock.adapters.store import AuditRecord, LockHealth
 from smartlock.admin import create_site, open_store
@@ -28,16 +28,9 @@ from smartlock.broker import free_port
 from smartlock.cli import app
 from smartlock.site import Site
 
-runner = CliRunner()
 ZONE = "Europe/Paris"
 PARIS = ZoneInfo(ZONE)
 NOW_S = int(time.time())
-
-
-def invoke(site: Site | Path, *args: str) -> Result:
-    """Run ``smartlock ARGS --site SITE`` (the site option last, as users type it)."""
-    root = site.root if isinstance(site, Site) else site
-    return runner.invoke(app, [*args, "--site", str(root)])
 
 
 def flat(text: str) -> str:
@@ -52,17 +45,6 @@ def table_rows(text: str) -> list[list[str]]:
         for line in text.splitlines()
         if line.startswith("│")
     ]
-
-
-def assert_clean_error(result: Result, *fragments: str) -> None:
-    """Exit code 2, 'error: ...' on stderr naming every fragment, no traceback anywhere."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
 
 
 @pytest.fixture(autouse=True)

@@ -14,14 +14,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
+from cli_support import assert_clean_error, invoke
 from site_copies import copy_site
 from smartlock import crypto
 from smartlock.adapters.key_files import RotatingKey
 from smartlock.admin import create_site
 from smartlock.broker import free_port
-from smartlock.cli import app
 from smartlock.core.errors import ConfigError
 from smartlock.key_rotation import (
     finish_lock_key_rotation,
@@ -34,7 +33,6 @@ pytestmark = pytest.mark.usefixtures("cli_isolated")
 
 LOCK = "lock_01"
 OTHER_LOCK = "lock_02"
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -304,22 +302,6 @@ def test_rotating_key_of_a_missing_file_is_a_config_error(tmp_path: Path) -> Non
 # --- the command ---------------------------------------------------------------------------------
 
 
-def invoke(site: Site, *args: str) -> Result:
-    """Run ``smartlock ARGS --site SITE`` (the site option last, as users type it)."""
-    return runner.invoke(app, [*args, "--site", str(site.root)])
-
-
-def assert_clean_error(result: Result, message: str) -> None:
-    """Exit code 2, one line 'error: ...' on stderr, nothing on stdout, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stderr.startswith("error: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-
-
 def _rotations_audited(site: Site) -> list[dict[str, object]]:
     result = invoke(site, "audit", "--json")
     assert result.exit_code == 0, result.output
@@ -364,18 +346,20 @@ def test_rotate_lock_key_is_audited_with_both_fingerprints_then_the_finish(site:
 
 def test_rotate_lock_key_of_an_unknown_lock_is_a_clear_error(site: Site) -> None:
     result = invoke(site, "rotate", "lock-key", "lock_03")
-    assert_clean_error(result, f"no lock 'lock_03' in site {site.root} (locks: {LOCK}, ")
+    assert_clean_error(
+        result, f"no lock 'lock_03' in site {site.root} (locks: {LOCK}, ", one_line=True
+    )
     assert _rotations_audited(site) == []
 
 
 def test_rotate_lock_key_finish_with_nothing_under_way_is_a_clear_error(site: Site) -> None:
     result = invoke(site, "rotate", "lock-key", LOCK, "--finish")
-    assert_clean_error(result, f"no rotation of {LOCK}'s key is under way")
+    assert_clean_error(result, f"no rotation of {LOCK}'s key is under way", one_line=True)
     assert _rotations_audited(site) == []
 
 
 def test_rotate_lock_key_twice_is_a_clear_error_naming_the_finish_command(site: Site) -> None:
     assert invoke(site, "rotate", "lock-key", LOCK).exit_code == 0
     result = invoke(site, "rotate", "lock-key", LOCK)
-    assert_clean_error(result, f"(smartlock rotate lock-key {LOCK} --finish)")
+    assert_clean_error(result, f"(smartlock rotate lock-key {LOCK} --finish)", one_line=True)
     assert len(_rotations_audited(site)) == 1
